@@ -28,7 +28,7 @@ from ansible_collections.safeship.webapp.plugins.module_utils._runner import Com
 ENGINES = ("postgresql", "mysql", "sqlite")
 
 
-def connection_argument_spec():
+def connection_argument_spec(database_required=True):
     """The connection options every database module accepts (see doc fragment safeship.webapp.database)."""
     return dict(
         engine=dict(type="str", required=True, choices=list(ENGINES)),
@@ -37,7 +37,7 @@ def connection_argument_spec():
         login_user=dict(type="str"),
         login_password=dict(type="str", no_log=True),
         login_unix_socket=dict(type="path"),
-        database=dict(type="str", required=True, aliases=["db"]),
+        database=dict(type="str", required=database_required, aliases=["db"]),
         ssl_mode=dict(type="str", choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
         ca_cert=dict(type="path", aliases=["ssl_rootcert"]),
         ssl_cert=dict(type="path"),
@@ -228,13 +228,17 @@ class PostgresEngine(Engine):
             "SELECT current_user, has_database_privilege(current_database(), 'CREATE'), "
             "coalesce(has_schema_privilege('public', 'CREATE'), false), "
             "coalesce(has_schema_privilege('public', 'USAGE'), false), "
-            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user)")[0]
+            "(SELECT rolsuper FROM pg_roles WHERE rolname = current_user), "
+            "(SELECT count(*) FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema') "
+            "AND NOT pg_has_role(current_user, tableowner, 'USAGE'))")[0]
         return {
             "user": row[0],
             "create_schema": row[1] == "t",
             "create_in_schema": row[2] == "t",
             "usage": row[3] == "t",
             "superuser": row[4] == "t",
+            # Migrations ALTER tables, which needs ownership in PostgreSQL.
+            "owns_all_tables": row[5] == "0",
         }
 
 

@@ -1,0 +1,188 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: safeship.webapp contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: db_restore
+short_description: Restore a verified safeship backup into a database, and prove it restored completely
+version_added: 0.1.0
+description:
+  - Restores a backup written by M(safeship.webapp.db_backup) into O(target_database).
+  - Before touching anything, checks the backup's sha256 against its manifest and refuses a mismatch.
+  - Creates the target database when it does not exist. A target that exists but holds no tables is filled.
+    A target that holds tables, views or sequences is refused unless O(force=true); with O(force=true) it is
+    dropped and created again (PostgreSQL drops with C(WITH (FORCE)), ending open sessions).
+  - "PostgreSQL: custom and directory archives are restored with C(pg_restore --exit-on-error) reading the file,
+    with O(jobs) parallel jobs, or in a single transaction with one job; plain dumps with
+    C(psql -v ON_ERROR_STOP=1 --single-transaction). MySQL/MariaDB: the client stops at the first failing
+    statement. SQLite: the copy is checked with C(PRAGMA integrity_check) and renamed over the target atomically."
+  - After the restore, the row counts recorded in the manifest must match the restored tables, or the task fails
+    naming each table that differs.
+  - Restoring is not idempotent by nature; running it again on the restored (non-empty) target is refused unless
+    O(force=true).
+author:
+  - safeship.webapp developers
+extends_documentation_fragment:
+  - safeship.webapp.database
+options:
+  src:
+    description:
+      - The backup (file or directory) or its C(.manifest.json).
+    type: path
+    required: true
+  target_database:
+    description:
+      - Database to restore into; for SQLite the absolute path of the database file.
+      - Defaults to O(database). One of the two is required.
+    type: str
+  database:
+    description:
+      - Used as O(target_database) when that is not given (so O(database) set by C(module_defaults) works).
+    type: str
+    required: false
+    aliases: [db]
+  force:
+    description:
+      - Replace a target that already holds tables. Its current contents are lost.
+    type: bool
+    default: false
+  jobs:
+    description:
+      - Parallel jobs for C(pg_restore) (PostgreSQL custom and directory backups). With 1, the restore runs in a
+        single transaction (all or nothing).
+      - A zstd-compressed custom archive is decompressed next to the backup first when O(jobs) > 1 (C(pg_restore)
+        needs a seekable file for parallel restore); with 1 job it is streamed.
+    type: int
+    default: 1
+  maintenance_db:
+    description:
+      - PostgreSQL database to connect to for creating or dropping the target.
+    type: str
+    default: postgres
+  no_owner:
+    description:
+      - PostgreSQL only. Do not restore object owners and privileges (C(pg_restore --no-owner --no-privileges));
+        the restoring user owns everything. Use it to restore into another cluster whose roles differ.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: Checks the sha256 and inspects the target; reports whether the target would be created, filled or
+      replaced (or refuses, as a real run would); changes nothing.
+  diff_mode:
+    support: none
+seealso:
+  - module: safeship.webapp.db_backup
+  - module: safeship.webapp.db_check
+"""
+
+EXAMPLES = r"""
+- name: Restore last night's backup into a scratch database
+  safeship.webapp.db_restore:
+    engine: postgresql
+    login_host: 127.0.0.1
+    login_user: postgres
+    login_password: "{{ vault_pg_password }}"
+    src: /var/backups/safeship/app/app_20261122T020000Z.dump.zst
+    target_database: app_restore_check
+    jobs: 2
+
+- name: Replace staging with a production backup
+  safeship.webapp.db_restore:
+    engine: postgresql
+    login_unix_socket: /var/run/postgresql
+    login_user: postgres
+    src: "{{ backup.path }}"
+    target_database: app_staging
+    force: true
+    no_owner: true
+
+- name: Restore a MariaDB backup
+  safeship.webapp.db_restore:
+    engine: mysql
+    login_host: 127.0.0.1
+    login_user: root
+    login_password: "{{ vault_mysql_root_password }}"
+    src: /var/backups/shop/shop_20261122T020000Z.sql.zst.manifest.json
+    target_database: shop
+
+- name: Put a SQLite database back
+  safeship.webapp.db_restore:
+    engine: sqlite
+    src: /srv/app/backups/database_20261122T020000Z.sqlite3.zst
+    target_database: /srv/app/shared/database.sqlite
+    force: true
+"""
+
+RETURN = r"""
+src:
+  description: The backup restored.
+  returned: always
+  type: str
+  sample: /var/backups/safeship/app/app_20261122T020000Z.dump.zst
+target_database:
+  description: The database restored into.
+  returned: always
+  type: str
+  sample: app_restore_check
+sha256:
+  description: The backup's verified sha256.
+  returned: always
+  type: str
+  sample: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+created:
+  description: Whether the target database did not exist before.
+  returned: always
+  type: bool
+  sample: true
+replaced:
+  description: Whether the target held tables that were replaced (only with O(force=true)).
+  returned: always
+  type: bool
+  sample: false
+tables:
+  description: Row counts of the manifest's tables in the restored database; equal to the manifest's.
+  returned: changed and not check mode
+  type: dict
+  sample: {users: 1200, orders: 53012}
+duration:
+  description: Seconds taken by the restore and the row-count check.
+  returned: changed and not check mode
+  type: float
+  sample: 4.2
+manifest:
+  description: The backup's manifest (see M(safeship.webapp.db_backup)).
+  returned: always
+  type: dict
+  sample: {engine: postgresql, format: custom, compression: zstd, tables: {users: 1200}}
+executed_commands:
+  description: The commands that ran, shell-quoted. They never contain a password.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/usr/bin/pg_restore --exit-on-error -h 127.0.0.1 -U postgres -w -d app_restore_check --jobs=2 /var/backups/app.dump"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.safeship.webapp.plugins.module_utils._database import connection_argument_spec
+from ansible_collections.safeship.webapp.plugins.module_utils._module import run_database_module
+from ansible_collections.safeship.webapp.plugins.module_utils._restore import Restore, restore_argument_spec
+
+
+def main():
+    argument_spec = connection_argument_spec(database_required=False)
+    argument_spec.update(restore_argument_spec())
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_one_of=[("target_database", "database")])
+    run_database_module(module, lambda runner: Restore(module, runner).run())
+
+
+if __name__ == "__main__":
+    main()
