@@ -108,7 +108,7 @@ class BackupPlan(object):
                 raise SafeshipError("compression_level %d is out of range for %s (%d to %d)."
                                     % (level, compression, low, high))
         self.level = level
-        self.jobs = params.get("jobs") or 1
+        self.jobs = 1 if params.get("jobs") is None else params["jobs"]
         if self.jobs < 1:
             raise SafeshipError("jobs must be 1 or more.")
         if self.jobs > 1 and self.format != "directory":

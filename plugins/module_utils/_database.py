@@ -265,7 +265,8 @@ class MysqlEngine(Engine):
             ("host", self.params.get("login_host")),
             ("port", self.params.get("login_port")),
             ("socket", self.params.get("login_unix_socket")),
-            ("connect-timeout", self.params.get("connect_timeout")),
+            # loose-: mysqldump does not know connect-timeout and would refuse the whole file.
+            ("loose-connect-timeout", self.params.get("connect_timeout")),
             ("ssl-ca", self.params.get("ca_cert")),
             ("ssl-cert", self.params.get("ssl_cert")),
             ("ssl-key", self.params.get("ssl_key")),

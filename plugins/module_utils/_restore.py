@@ -88,7 +88,7 @@ class Restore(object):
         if not target:
             raise SafeshipError("target_database (or database) is required: the database to restore into.")
         self.engine = connect(params, runner, database=target)
-        self.jobs = params.get("jobs") or 1
+        self.jobs = 1 if params.get("jobs") is None else params["jobs"]
         if self.jobs < 1:
             raise SafeshipError("jobs must be 1 or more.")
         if self.jobs > 1 and self.manifest["format"] not in ("custom", "directory"):
