@@ -12,6 +12,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import binascii
 import os
 import shutil
 import sqlite3
@@ -30,7 +31,7 @@ from ansible_collections.safeship.webapp.plugins.module_utils._common import (
     sha256_file,
     sha256_tree,
 )
-from ansible_collections.safeship.webapp.plugins.module_utils._database import connect
+from ansible_collections.safeship.webapp.plugins.module_utils._database import connect, quote_ident
 
 
 def restore_argument_spec():
@@ -204,17 +205,64 @@ class Restore(object):
 
         started = time.time()
         maintenance = params.get("maintenance_db")
-        if engine.name != "sqlite":
-            if exists and relations:
-                engine.drop_database(engine.database, maintenance)
+        restore = {"postgresql": self._restore_postgresql, "mysql": self._restore_mysql,
+                   "sqlite": self._restore_sqlite}[engine.name]
+        if engine.name == "postgresql" and exists and relations:
+            tables = self._replace_postgresql(restore, maintenance)
+        else:
+            if engine.name == "mysql" and exists and relations:
+                engine.drop_database(engine.database)
                 exists = False
-            if not exists:
+            if not exists and engine.name != "sqlite":
                 engine.create_database(engine.database, maintenance, manifest.get("encoding"))
-        {"postgresql": self._restore_postgresql, "mysql": self._restore_mysql,
-         "sqlite": self._restore_sqlite}[engine.name]()
-        tables = self.compare_counts()
+            restore()
+            tables = self.compare_counts()
         result.update(changed=True, tables=tables, duration=round(time.time() - started, 3))
         return result
+
+    def _replace_postgresql(self, restore, maintenance):
+        """Restore into a scratch database, check it, then swap it in by renaming: until the
+        backup is proven restored, the database being replaced is untouched."""
+        target = self.engine
+        token = binascii.hexlify(os.urandom(4)).decode()
+        scratch_name, old_name = "safeship_restore_%s" % token, "safeship_replaced_%s" % token
+        scratch = connect(self.module.params, self.runner, database=scratch_name)
+        scratch.create_database(scratch_name, maintenance, self.manifest.get("encoding"))
+        self.engine = scratch
+        try:
+            restore()
+            tables = self.compare_counts()
+        except BaseException:
+            scratch.drop_database(scratch_name, maintenance)
+            raise
+        finally:
+            self.engine = target
+        quoted = dict((k, quote_ident(v, '"')) for k, v in
+                      (("target", target.database), ("scratch", scratch_name), ("old", old_name)))
+        # Sessions on the old database end here, as they would with DROP DATABASE ... WITH (FORCE).
+        target.query("ALTER DATABASE %(target)s ALLOW_CONNECTIONS false" % quoted, maintenance)
+        for attempt in range(50):
+            target.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '%s' "
+                         "AND pid <> pg_backend_pid()" % target.database, maintenance)
+            try:
+                target.query("ALTER DATABASE %(target)s RENAME TO %(old)s" % quoted, maintenance)
+                break
+            except SafeshipError as exc:
+                # Terminated sessions take a moment to go; anything else is a real error.
+                if "being accessed by other users" not in exc.msg or attempt == 49:
+                    target.query("ALTER DATABASE %(target)s ALLOW_CONNECTIONS true" % quoted, maintenance)
+                    scratch.drop_database(scratch_name, maintenance)
+                    raise
+                time.sleep(0.1)
+        try:
+            target.query("ALTER DATABASE %(scratch)s RENAME TO %(target)s" % quoted, maintenance)
+        except SafeshipError:
+            target.query("ALTER DATABASE %(old)s RENAME TO %(target)s" % quoted, maintenance)
+            target.query("ALTER DATABASE %(target)s ALLOW_CONNECTIONS true" % quoted, maintenance)
+            scratch.drop_database(scratch_name, maintenance)
+            raise
+        target.drop_database(old_name, maintenance)
+        return tables
 
     def compare_counts(self):
         expected = self.manifest.get("tables") or {}

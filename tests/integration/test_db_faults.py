@@ -376,3 +376,36 @@ def test_password_never_in_argv_or_output(request, server_fixture, run_module, p
     assert not [args for args in sampler.commands if password in args]
     with open(backup["manifest_path"]) as handle:
         assert password not in handle.read()
+
+
+def test_failed_forced_restore_leaves_the_target_untouched(postgres_server, small_pg_backup, run_module, unique_name):
+    """force replaces a database only once the backup is proven restored (scratch database, then rename)."""
+    seed.seed_postgres(postgres_server, unique_name, users=7, orders=9, invoices=1)
+    before = seed.fingerprint_postgres(postgres_server, unique_name)
+    manifest = dict(small_pg_backup["manifest"], tables=dict(small_pg_backup["manifest"]["tables"], users=999))
+    with open(small_pg_backup["manifest_path"], "w") as handle:
+        json.dump(manifest, handle)
+    result = run_module("db_restore", dict(postgres_server.conn_params("postgres"), src=small_pg_backup["path"],
+                                           target_database=unique_name, force=True))
+    assert result["failed"] is True and "users: 30 rows, backup had 999" in result["msg"]
+    assert seed.fingerprint_postgres(postgres_server, unique_name) == before
+    leftovers = postgres_server.execute("SELECT datname FROM pg_database WHERE datname LIKE 'safeship\\_%'")
+    assert leftovers == []
+
+
+def test_forced_restore_ends_open_sessions_and_swaps(postgres_server, small_pg_backup, run_module, unique_name):
+    seed.seed_postgres(postgres_server, unique_name, users=7, orders=9, invoices=1)
+    idle = postgres_server.connect(unique_name)  # an application session left open on the target
+    try:
+        result = run_module("db_restore", dict(postgres_server.conn_params("postgres"),
+                                               src=small_pg_backup["manifest_path"], target_database=unique_name,
+                                               force=True))
+        assert not result.get("failed"), result.get("msg")
+        assert result["replaced"] is True
+        assert result["tables"] == small_pg_backup["manifest"]["tables"]
+        assert postgres_server.execute("SELECT count(*) FROM users", unique_name)[0][0] == 30
+    finally:
+        try:
+            idle.close()
+        except Exception:
+            pass
