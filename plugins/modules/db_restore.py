@@ -15,8 +15,11 @@ description:
   - Restores a backup written by M(safeship.webapp.db_backup) into O(target_database).
   - Before touching anything, checks the backup's sha256 against its manifest and refuses a mismatch.
   - Creates the target database when it does not exist. A target that exists but holds no tables is filled.
-    A target that holds tables, views or sequences is refused unless O(force=true); with O(force=true) it is
-    dropped and created again (PostgreSQL drops with C(WITH (FORCE)), ending open sessions).
+    A target that holds tables, views or sequences is refused unless O(force=true).
+  - "With O(force=true), PostgreSQL restores into a scratch database first, checks its row counts, and only then
+    swaps it in by renaming (open sessions on the old database are ended); if anything fails before the swap, the
+    target is untouched and the scratch database is dropped. MySQL/MariaDB have no database rename: the target is
+    dropped and created again before the restore. SQLite writes a new file and renames it over the target."
   - "PostgreSQL: custom and directory archives are restored with C(pg_restore --exit-on-error) reading the file,
     with O(jobs) parallel jobs, or in a single transaction with one job; plain dumps with
     C(psql -v ON_ERROR_STOP=1 --single-transaction). MySQL/MariaDB: the client stops at the first failing
@@ -48,7 +51,8 @@ options:
     aliases: [db]
   force:
     description:
-      - Replace a target that already holds tables. Its current contents are lost.
+      - Replace a target that already holds tables. Its current contents are lost once the restore succeeds
+        (PostgreSQL, SQLite) or before it starts (MySQL/MariaDB).
     type: bool
     default: false
   jobs:
