@@ -295,8 +295,13 @@ def lying_tools(tmp_path):
     for tool in ("mariadb", "mysql"):
         os.symlink("/usr/bin/%s" % tool, str(bindir / tool))
     scripts = {
-        "pg_dump": '#!/bin/sh\nif echo "$*" | grep -q format=p; then %s/pg_dump "$@" | head -c 1500; '
-                   'else printf "PGDMP not really an archive"; fi\nexit 0\n' % PG_BIN,
+        # writes to --file=PATH when given (uncompressed dumps), else to stdout
+        "pg_dump": '#!/bin/sh\nout=\nfor a in "$@"; do case "$a" in --file=*) out="${a#--file=}";; esac; done\n'
+                   'if echo "$*" | grep -q format=p; then\n'
+                   '  if [ -n "$out" ]; then %s/pg_dump "$@"; truncate -s 1500 "$out";\n'
+                   '  else %s/pg_dump "$@" | head -c 1500; fi\n'
+                   'elif [ -n "$out" ]; then printf "PGDMP not really an archive" > "$out";\n'
+                   'else printf "PGDMP not really an archive"; fi\nexit 0\n' % (PG_BIN, PG_BIN),
         "mariadb-dump": '#!/bin/sh\n/usr/bin/mariadb-dump "$@" | head -c 1500\nexit 0\n',
     }
     for name, text in scripts.items():
@@ -339,7 +344,7 @@ def test_keep_deletes_only_older_backups_of_the_same_label(postgres_server, run_
     dest = tmp_path / "b"
     base = dict(postgres_server.conn_params(unique_name), dest=str(dest))
     other = run_module("db_backup", dict(base, label="nightly"))
-    paths = [run_module("db_backup", dict(base, label="predeploy", keep=2))["path"] for _ in range(3)]
+    paths = [run_module("db_backup", dict(base, label="predeploy", keep=2))["path"] for dummy in range(3)]
     last = run_module("db_backup", dict(base, label="predeploy", keep=2))
     assert last["deleted"] == [paths[1]]
     remaining = final_names(dest)

@@ -1,0 +1,72 @@
+"""Fixtures shared by the unit and integration tests.
+
+The servers are session-scoped (one PostgreSQL 15 and one MariaDB per pytest worker, started on
+first use and removed at the end); every test gets its own database names through unique_name."""
+
+import sys
+import uuid
+
+import pytest
+
+from helpers.modules import ModuleRunner, ensure_collection_path
+from helpers.servers import MariadbServer, PostgresServer
+from helpers.system import PsSampler, small_tmpfs as _small_tmpfs
+
+# unit tests import the collection as ansible_collections.safeship.webapp, as Ansible does
+sys.path.insert(0, ensure_collection_path())
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    server = PostgresServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server():
+    server = MariadbServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture()
+def unique_name():
+    return "t_" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="session")
+def module_workdir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("modules"))
+
+
+@pytest.fixture()
+def run_module(module_workdir):
+    """run_module(name, args, check_mode=False) -> the module's result; run_module.start(...) runs it
+    in the background."""
+    return ModuleRunner(module_workdir)
+
+
+@pytest.fixture()
+def ps_sampler():
+    return PsSampler
+
+
+@pytest.fixture()
+def small_tmpfs():
+    return _small_tmpfs
+
+
+_SKIPPED = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        _SKIPPED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A skipped test is a failed run: CI must not go green because a dependency was missing."""
+    if _SKIPPED and exitstatus == 0:
+        session.exitstatus = 1
+        print("\nskipped tests fail the run:\n  " + "\n  ".join(_SKIPPED))
