@@ -180,7 +180,7 @@ def existing_backups(dest, label=None):
             continue
         found.append(((manifest.get("created_at", ""), manifest.get("created_timestamp", 0)), backup_path, manifest))
     found.sort(key=lambda item: item[0], reverse=True)
-    return [(path, manifest) for _, path, manifest in found]
+    return [(path, manifest) for dummy, path, manifest in found]
 
 
 def remove_stale_partials(dest):
@@ -192,6 +192,12 @@ def remove_stale_partials(dest):
             remove_path(partial)
             removed.append(partial)
     return removed
+
+
+def is_disk_full(stderr):
+    """ENOSPC as the dump tools report it: strerror, or mysqldump's 'Got errno 28 on write'."""
+    text = stderr or ""
+    return "No space left on device" in text or "errno 28 " in text
 
 
 class _PgSnapshot(object):
@@ -477,9 +483,8 @@ class Backup(object):
         if trailer not in tail:
             raise SafeshipError("the dump does not end with its completion line (%r): it is truncated."
                                 % trailer.decode())
-        return {"method": "completion trailer%s" % ("" if plan.compression == "none" else
-                                                     ", %s stream decompresses" % plan.compression),
-                "uncompressed_sha256": digest}
+        stream = "" if plan.compression == "none" else ", %s stream decompresses" % plan.compression
+        return {"method": "completion trailer%s" % stream, "uncompressed_sha256": digest}
 
     # ---- the whole thing ------------------------------------------------------------------
     def run(self):
@@ -520,9 +525,10 @@ class Backup(object):
             raise SafeshipError("writing the backup %s failed: %s" % (partial, exc.strerror or exc))
         except BaseException as exc:
             remove_path(partial)
-            if isinstance(exc, CommandError) and "No space left on device" in (exc.stderr or ""):
-                raise SafeshipError("the disk holding %s filled up while writing the backup: %s. Nothing was "
-                                    "kept under the backup's name." % (plan.dest, exc.msg), **exc.details)
+            if isinstance(exc, CommandError) and is_disk_full(exc.stderr):
+                raise SafeshipError("the disk holding %s filled up while writing the backup (No space left on "
+                                    "device): %s. Nothing was kept under the backup's name." % (plan.dest, exc.msg),
+                                    **exc.details)
             raise
         duration = round(time.time() - started, 3)
         manifest = {

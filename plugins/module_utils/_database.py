@@ -265,8 +265,6 @@ class MysqlEngine(Engine):
             ("host", self.params.get("login_host")),
             ("port", self.params.get("login_port")),
             ("socket", self.params.get("login_unix_socket")),
-            # loose-: mysqldump does not know connect-timeout and would refuse the whole file.
-            ("loose-connect-timeout", self.params.get("connect_timeout")),
             ("ssl-ca", self.params.get("ca_cert")),
             ("ssl-cert", self.params.get("ssl_cert")),
             ("ssl-key", self.params.get("ssl_key")),
@@ -288,6 +286,10 @@ class MysqlEngine(Engine):
         if self.params.get("login_host") and not self.params.get("login_unix_socket"):
             # An explicit host means TCP, even for 'localhost'.
             lines.append("protocol=TCP")
+        if self.params.get("connect_timeout"):
+            # Only the client reads [mysql]: mysqldump has no connect-timeout and would refuse the file
+            # (or, with loose-, warn on every run).
+            lines += ["[mysql]", "connect-timeout=%d" % self.params["connect_timeout"]]
         path = os.path.join(self.runner.module.tmpdir, "safeship-client.cnf")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -456,6 +458,9 @@ class SqliteEngine(Engine):
             conn.close()
 
     def server_version(self):
+        # Opening the file is SQLite's "connect": a missing or non-SQLite file fails here, before
+        # anything is created.
+        self.connect_ro().close()
         return sqlite3.sqlite_version
 
     def database_size(self):

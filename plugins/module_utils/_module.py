@@ -20,11 +20,17 @@ def run_database_module(module, action):
     so a failure shows what ran (never with a password: secrets are not in argv).
     """
     os.umask(0o077)
+    # AnsibleModule would stat result['path'] and overwrite 'size' with the stat size, which is wrong
+    # for a directory-format backup (and adds owner/mode noise): our results describe backups.
+    module.add_path_info = lambda kwargs: kwargs
     runner = CommandRunner(module)
     try:
         result = action(runner)
     except SafeshipError as exc:
-        module.fail_json(msg=exc.msg, executed_commands=runner.executed_commands, **exc.details)
+        details = dict(exc.details)
+        # Failures change nothing (partial work is undone) unless the error says otherwise.
+        details.setdefault("changed", False)
+        module.fail_json(msg=exc.msg, executed_commands=runner.executed_commands, **details)
     result.setdefault("changed", False)
     result["executed_commands"] = runner.executed_commands
     module.exit_json(**result)
