@@ -29,8 +29,9 @@ description:
     label, or from the size of the database's tables) and fails with both numbers when it has not.
   - Every run writes a new backup, so the task always reports C(changed).
 author:
-  - safeship.webapp developers
+  - safeship.webapp developers (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - safeship.webapp.database
 options:
   dest:
@@ -98,6 +99,8 @@ attributes:
       writes nothing.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 seealso:
   - module: safeship.webapp.db_restore
   - module: safeship.webapp.db_check

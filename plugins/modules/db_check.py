@@ -21,8 +21,9 @@ description:
     count), compares the counts and fails listing every table whose count moved more than its O(tolerance).
   - Never changes anything; always reports C(changed=false).
 author:
-  - safeship.webapp developers
+  - safeship.webapp developers (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - safeship.webapp.database
 options:
   count_tables:
@@ -61,6 +62,8 @@ attributes:
     details: The module only reads; check mode runs the same queries.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 seealso:
   - module: safeship.webapp.db_backup
   - module: safeship.webapp.db_restore

@@ -29,8 +29,9 @@ description:
   - Restoring is not idempotent by nature; running it again on the restored (non-empty) target is refused unless
     O(force=true).
 author:
-  - safeship.webapp developers
+  - safeship.webapp developers (!UNKNOWN)
 extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
   - safeship.webapp.database
 options:
   src:
@@ -81,6 +82,8 @@ attributes:
       replaced (or refuses, as a real run would); changes nothing.
   diff_mode:
     support: none
+  platform:
+    platforms: posix
 seealso:
   - module: safeship.webapp.db_backup
   - module: safeship.webapp.db_check
