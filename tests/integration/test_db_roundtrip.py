@@ -38,7 +38,7 @@ def assert_private_backup(result, dest):
     assert stat.S_IMODE(os.stat(str(dest)).st_mode) == 0o700
     path = result["path"]
     if os.path.isdir(path):
-        for dirpath, _, filenames in os.walk(path):
+        for dirpath, dummy, filenames in os.walk(path):
             assert stat.S_IMODE(os.stat(dirpath).st_mode) == 0o700
             for filename in filenames:
                 assert stat.S_IMODE(os.stat(os.path.join(dirpath, filename)).st_mode) == 0o600
