@@ -1,0 +1,58 @@
+# shellcheck shell=bash
+# Shared by scripts/demo and scripts/test: install what a fresh Debian 12 machine lacks, keep
+# .venv in step with requirements-test.txt, and link the checkout where Ansible finds
+# safeship.webapp. Source it after setting `root` to the checkout.
+
+say() { printf '==> %s\n' "$*"; }
+
+# ensure_apt_packages PKG...: apt-get install the packages that are not installed yet.
+ensure_apt_packages() {
+    local missing=() pkg
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+    done
+    ((${#missing[@]})) || return 0
+    if ! command -v apt-get >/dev/null 2>&1; then
+        echo "missing ${missing[*]} and no apt-get here; install them and run again." >&2
+        return 1
+    fi
+    local sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null 2>&1 || { echo "need root (or sudo) to install ${missing[*]}." >&2; return 1; }
+        sudo=(sudo)
+    fi
+    say "Installing ${missing[*]} (apt-get)"
+    "${sudo[@]}" apt-get update
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}"
+}
+
+# ensure_venv: .venv holds exactly requirements-test.txt; the stamp is the sha256 of the file it
+# was installed from, so an edited pin reinstalls.
+ensure_venv() {
+    local python="${PYTHON:-python3}" venv="$root/.venv" requirements="$root/requirements-test.txt"
+    local stamp="$venv/.requirements.sha256" wanted
+    wanted="$(sha256sum "$requirements" | cut -d' ' -f1)"
+    if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c '' >/dev/null 2>&1; then
+        say "Creating $venv"
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
+        rm -f "$stamp"
+    fi
+    if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
+        say "Installing requirements-test.txt into .venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+        printf '%s\n' "$wanted" >"$stamp"
+    fi
+}
+
+# ensure_collection_link: .build/collections/ansible_collections/safeship/webapp -> the checkout.
+ensure_collection_link() {
+    local link="$root/.build/collections/ansible_collections/safeship/webapp"
+    mkdir -p "$(dirname "$link")"
+    if [[ -e "$link" && ! -L "$link" ]]; then
+        echo "$link exists and is not a symlink; move it away and run again." >&2
+        return 1
+    fi
+    ln -sfn "$root" "$link"
+    export ANSIBLE_COLLECTIONS_PATH="$root/.build/collections"
+}
