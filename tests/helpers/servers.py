@@ -92,7 +92,7 @@ class PostgresServer(object):
 
     def _pg_ctl(self, *args):
         return subprocess.run(as_user("postgres", [os.path.join(PG_BIN, "pg_ctl"), "-D", self.data] + list(args)),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False)
 
     def start(self):
         options = ("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
