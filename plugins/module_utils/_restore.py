@@ -178,6 +178,17 @@ class Restore(object):
                     conn.close()
             engine.integrity_check(partial)
             os.chmod(partial, 0o600)
+            if os.path.exists(target):
+                # The application must still be able to open the file it had: keep its owner and mode.
+                st = os.stat(target)
+                if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+                    try:
+                        os.chown(partial, st.st_uid, st.st_gid)
+                    except OSError as exc:
+                        raise SafeshipError("cannot give the restored copy the owner of %s (uid %d, gid %d): %s. "
+                                            "Nothing was replaced; run the task as that user or with become."
+                                            % (target, st.st_uid, st.st_gid, exc))
+                os.chmod(partial, st.st_mode & 0o7777)
             fsync_path(partial)
             os.rename(partial, target)
             # A journal of the replaced database must not be replayed into the restored one.

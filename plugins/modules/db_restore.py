@@ -19,7 +19,8 @@ description:
   - "With O(force=true), PostgreSQL restores into a scratch database first, checks its row counts, and only then
     swaps it in by renaming (open sessions on the old database are ended); if anything fails before the swap, the
     target is untouched and the scratch database is dropped. MySQL/MariaDB have no database rename: the target is
-    dropped and created again before the restore. SQLite writes a new file and renames it over the target."
+    dropped and created again before the restore. SQLite writes a new file and renames it over the target, giving it
+    the replaced file's owner and mode (a new file is mode 0600)."
   - "PostgreSQL: custom and directory archives are restored with C(pg_restore --exit-on-error) reading the file,
     with O(jobs) parallel jobs, or in a single transaction with one job; plain dumps with
     C(psql -v ON_ERROR_STOP=1 --single-transaction). MySQL/MariaDB: the client stops at the first failing
