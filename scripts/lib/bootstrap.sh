@@ -2,6 +2,7 @@
 # Shared by scripts/demo and scripts/test: install what a fresh Debian 12 machine lacks, keep
 # .venv in step with requirements-test.txt, and link the checkout where Ansible finds
 # safeship.webapp. Source it after setting `root` to the checkout.
+: "${root:?set root to the checkout before sourcing scripts/lib/bootstrap.sh}"
 
 say() { printf '==> %s\n' "$*"; }
 
