@@ -480,7 +480,8 @@ class SqliteEngine(Engine):
     def user_relation_count(self, database=None):
         if not os.path.exists(database or self.database):
             return 0
-        return int(self.query("SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        return int(self.query("SELECT count(*) FROM sqlite_master WHERE type IN ('table', 'view') "
+                              "AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
                               database)[0][0])
 
     def count_rows_in(self, path, tables):
