@@ -397,7 +397,7 @@ class Bench(object):
     # -- setup --
     def setup_postgres(self):
         self.pg = Postgres(self.workdir, self.args.pg_bin)
-        log("initdb (PostgreSQL %s)" % first_line([self.pg.bin("postgres"), "--version"]).split()[-1])
+        log("initdb (PostgreSQL %s)" % first_line([self.pg.bin("postgres"), "--version"]).split()[2])
         self.pg.init()
         load_settings = ["fsync=off", "synchronous_commit=off", "full_page_writes=off", "max_wal_size=4GB"]
         self.pg.start(load_settings)
