@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # -*- coding: utf-8 -*-
 # Copyright: safeship.webapp contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
@@ -69,10 +68,10 @@ def run(argv, env=None, input=None, user=None, check=True, stdout=subprocess.PIP
     """Run a helper command (not timed). user: run it as that system user (runuser)."""
     if user:
         argv = ["runuser", "-u", user, "--"] + list(argv)
-    proc = subprocess.run(argv, env=env, input=input, stdout=stdout, stderr=subprocess.PIPE, **kwargs)
+    proc = subprocess.run(argv, env=env, input=input, stdout=stdout, stderr=subprocess.PIPE, check=False, **kwargs)
     if check and proc.returncode != 0:
         raise BenchError("%s exited with %d: %s" % (os.path.basename(argv[0] if not user else argv[4]),
-                                                      proc.returncode, proc.stderr.decode("utf-8", "replace")[-2000:]))
+                                                    proc.returncode, proc.stderr.decode("utf-8", "replace")[-2000:]))
     return proc
 
 
@@ -85,7 +84,7 @@ def write_private(path, text):
 
 def path_size(path):
     if os.path.isdir(path):
-        return sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+        return sum(os.path.getsize(os.path.join(d, f)) for d, dummy, files in os.walk(path) for f in files)
     return os.path.getsize(path)
 
 
@@ -106,7 +105,7 @@ def human_size(num):
 
 def first_line(argv):
     try:
-        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT).stdout
+        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False).stdout
         return out.decode("utf-8", "replace").strip().splitlines()[0]
     except (OSError, IndexError):
         return "?"
@@ -211,7 +210,7 @@ class MariaDB(object):
         deadline = time.time() + 60
         while True:
             ok = subprocess.run(["mariadb-admin", "--no-defaults", "-uroot", "--socket=" + self.sock, "ping"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False).returncode == 0
             if ok:
                 break
             if self.proc.poll() is not None or time.time() > deadline:
@@ -261,7 +260,7 @@ class Measure(object):
         sample.update(extra or {})
         self.samples.append(sample)
         log("  %-34s %8.2f s  %s  (load %.2f)" % (self.key, seconds, human_size(size) if size else "",
-                                                 load_before))
+                                                  load_before))
 
     def median(self, what="seconds"):
         values = [s[what] for s in self.samples if s.get(what) is not None]
@@ -304,7 +303,7 @@ class Bench(object):
         try:
             started = time.perf_counter()
             proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                  cwd=self.private(""))
+                                  cwd=self.private(""), check=False)
             elapsed = time.perf_counter() - started
         finally:
             os.unlink(args_path)
@@ -312,7 +311,7 @@ class Bench(object):
             result = json.loads(proc.stdout.decode("utf-8"))
         except ValueError:
             raise BenchError("%s printed no JSON (rc %d): %s %s" % (name, proc.returncode, proc.stdout[-2000:],
-                                                                     proc.stderr[-2000:]))
+                                                                    proc.stderr[-2000:]))
         if proc.returncode != 0 or result.get("failed"):
             raise BenchError("%s failed: %s" % (name, result.get("msg")))
         return elapsed, result
@@ -321,14 +320,14 @@ class Bench(object):
         out = open(stdout_path, "wb") if stdout_path else subprocess.DEVNULL
         try:
             started = time.perf_counter()
-            proc = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.PIPE)
+            proc = subprocess.run(argv, env=env, stdout=out, stderr=subprocess.PIPE, check=False)
             elapsed = time.perf_counter() - started
         finally:
             if stdout_path:
                 out.close()
         if proc.returncode != 0:
             raise BenchError("%s exited with %d: %s" % (os.path.basename(argv[0]), proc.returncode,
-                                                          proc.stderr.decode("utf-8", "replace")[-2000:]))
+                                                        proc.stderr.decode("utf-8", "replace")[-2000:]))
         return elapsed
 
     def add(self, key, label, fn):
@@ -436,7 +435,7 @@ class Bench(object):
         self.facts["pg_settings_load"] = load_settings
         self.facts["pg_settings_measure"] = measure_settings or ["defaults (fsync on)"]
         log("PostgreSQL databases: bench %s, benchpar %s" % (human_size(sizes["bench"]),
-                                                            human_size(sizes["benchpar"])))
+                                                             human_size(sizes["benchpar"])))
 
     def setup_mariadb(self):
         self.my = MariaDB(self.workdir, self.args.mariadb_buffer_pool)
@@ -563,7 +562,7 @@ class Bench(object):
 
     def report(self, started, finished):
         rows = self.rows()
-        unit = {"seconds": lambda v: "%.2f s" % v, "size": lambda v: human_size(v)}
+        unit = {"seconds": lambda v: "%.2f s" % v, "size": human_size}
         lines = ["", "Results (median of %d; scale %d, %s):" % (self.args.repeat, self.scale, " ".join(self.args.cases)),
                  ""]
         header = ("case", "comparison", "ours", "reference", "ratio", "target", "met")
@@ -616,7 +615,7 @@ class Bench(object):
             os.mkdir(os.path.join(self.workdir, sub), 0o700)
         started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
         log("work directory %s; scale %d (MariaDB scale %d), repeat %d" % (self.workdir, self.scale,
-                                                                         self.mysql_scale, self.args.repeat))
+                                                                           self.mysql_scale, self.args.repeat))
         try:
             if set(self.args.cases) & set("abcd"):
                 self.setup_postgres()
@@ -646,7 +645,7 @@ class Bench(object):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--size-gb", type=float, default=1.0,
