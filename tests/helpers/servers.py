@@ -67,7 +67,46 @@ def wait_until(check, timeout, what):
     raise RuntimeError("%s did not become ready in %ss: %s" % (what, timeout, last))
 
 
-class PostgresServer(object):
+class _Server(object):
+    """What both throwaway servers share; subclasses start(), stop() and connect()."""
+
+    engine = user = base = port = password = None
+
+    def log_tail(self):
+        try:
+            with open(os.path.join(self.base, "server.log"), errors="replace") as handle:
+                return handle.read()[-2000:]
+        except OSError:
+            return ""
+
+    @contextlib.contextmanager
+    def stopped(self):
+        self.stop()
+        try:
+            yield self
+        finally:
+            self.start()
+
+    def close(self):
+        self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def conn_params(self, database):
+        return dict(engine=self.engine, login_host="127.0.0.1", login_port=self.port, login_user=self.user,
+                    login_password=self.password, database=database)
+
+    def execute(self, sql, dbname=None, params=None):
+        """Run sql (one or more statements); the rows of the last one, as a list of tuples."""
+        conn = self.connect(dbname) if dbname else self.connect()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(sql, params)
+                return [tuple(row) for row in cur.fetchall()] if cur.description else []
+        finally:
+            conn.close()
+
+
+class PostgresServer(_Server):
     engine = "postgresql"
     user = "postgres"
 
@@ -104,44 +143,12 @@ class PostgresServer(object):
     def stop(self):
         self._pg_ctl("-m", "fast", "-w", "stop")
 
-    def log_tail(self):
-        try:
-            with open(os.path.join(self.base, "server.log")) as handle:
-                return handle.read()[-2000:]
-        except OSError:
-            return ""
-
-    @contextlib.contextmanager
-    def stopped(self):
-        self.stop()
-        try:
-            yield self
-        finally:
-            self.start()
-
-    def close(self):
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def conn_params(self, database):
-        return dict(engine=self.engine, login_host="127.0.0.1", login_port=self.port, login_user=self.user,
-                    login_password=self.password, database=database)
-
     def connect(self, database="postgres"):
         conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
                                 dbname=database, connect_timeout=10)
         conn.autocommit = True
         return conn
 
-    def execute(self, sql, dbname="postgres", params=None):
-        """Run sql (one or more statements); the rows of the last one, as a list of tuples."""
-        conn = self.connect(dbname)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return [tuple(row) for row in cur.fetchall()] if cur.description else []
-        finally:
-            conn.close()
 
     def create_database(self, name):
         self.execute('CREATE DATABASE "%s"' % name)
@@ -150,7 +157,7 @@ class PostgresServer(object):
         self.execute('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % name)
 
 
-class MariadbServer(object):
+class MariadbServer(_Server):
     engine = "mysql"
     user = "safeship"
 
@@ -202,41 +209,10 @@ class MariadbServer(object):
                 self.process.kill()
                 self.process.wait()
 
-    def log_tail(self):
-        try:
-            with open(os.path.join(self.base, "server.log"), errors="replace") as handle:
-                return handle.read()[-2000:]
-        except OSError:
-            return ""
-
-    @contextlib.contextmanager
-    def stopped(self):
-        self.stop()
-        try:
-            yield self
-        finally:
-            self.start()
-
-    def close(self):
-        self.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
-
-    def conn_params(self, database):
-        return dict(engine=self.engine, login_host="127.0.0.1", login_port=self.port, login_user=self.user,
-                    login_password=self.password, database=database)
-
     def connect(self, database=None):
         return pymysql.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
                                database=database, connect_timeout=10, autocommit=True)
 
-    def execute(self, sql, dbname=None, params=None):
-        conn = self.connect(dbname)
-        try:
-            with conn.cursor() as cur:
-                cur.execute(sql, params)
-                return [tuple(row) for row in cur.fetchall()] if cur.description else []
-        finally:
-            conn.close()
 
     def create_database(self, name):
         self.execute("CREATE DATABASE `%s`" % name)

@@ -8,8 +8,8 @@ import tempfile
 import threading
 
 
-def proc_cmdlines():
-    """argv of every process, as `ps -eo args` shows it."""
+def proc_cmdlines(with_pids=False):
+    """argv of every process as `ps -eo args` shows it; (pid, argv) pairs with with_pids."""
     seen = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -20,7 +20,8 @@ def proc_cmdlines():
         except OSError:
             continue
         if raw:
-            seen.append(raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace"))
+            args = raw.rstrip(b"\0").replace(b"\0", b" ").decode("utf-8", "replace")
+            seen.append((int(entry), args) if with_pids else args)
     return seen
 
 

@@ -7,6 +7,8 @@ import time
 
 import pytest
 
+from helpers.system import proc_cmdlines
+
 from . import seed
 
 PG_BIN = "/usr/lib/postgresql/15/bin"
@@ -22,18 +24,7 @@ def final_names(path):
 
 
 def find_pids(*needles):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % entry, "rb") as handle:
-                args = handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            continue
-        if all(n in args for n in needles):
-            pids.append(int(entry))
-    return pids
+    return [pid for pid, args in proc_cmdlines(with_pids=True) if all(n in args for n in needles)]
 
 
 def pg_dump_pids(database):
