@@ -515,7 +515,9 @@ class Backup(object):
                 sha256, files = sha256_tree(partial)
                 fsync_tree(partial)
             else:
-                sha256, files = sha256_file(partial), None
+                # An uncompressed dump was already read and hashed whole by verify(): don't read it again.
+                sha256 = verified.get("uncompressed_sha256") if plan.compression == "none" else None
+                sha256, files = sha256 or sha256_file(partial), None
                 fsync_path(partial)
             size = path_size(partial)
             os.rename(partial, final)
