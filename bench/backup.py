@@ -13,6 +13,10 @@ ports, builds a pgbench database (about --size-gb GB, or --scale), and times in 
   (d) db_restore jobs=2          vs db_restore jobs=1 (fresh target databases)
   (e) mariadb-dump --single-transaction vs db_backup on MariaDB (compression none, default)
 
+plus references without a target that explain the results: pg_dump -Fc -Z0 (the floor: no
+compression at all), pg_dump -Fd -j2 (what the tool itself gains from a second job here) and
+mariadb-dump followed by fsync (durable on disk, as pg_dump -f and db_backup leave their output).
+
 Modules run exactly as Ansible runs them: a subprocess reading {"ANSIBLE_MODULE_ARGS": ...}
 from a file, so the times include Python start-up and every check the module does.
 Each command runs --repeat times (orders rotated between repeats); the median is used.
@@ -93,6 +97,21 @@ def remove(path):
         shutil.rmtree(path, ignore_errors=True)
     elif os.path.lexists(path):
         os.unlink(path)
+
+
+def filler_sql(engine, kind, column):
+    """SQL for the 84-character filler column of the pgbench_accounts-like rows.
+
+    blank: pgbench's own (all blanks: compresses ~50x, so compression costs next to nothing);
+    hex: 84 hex digits of md5 per row, no repeats between rows (compresses ~2x, like real text columns).
+    """
+    if kind == "blank":
+        # PostgreSQL pads '' to char(84); MariaDB's VARCHAR keeps the 84 blanks explicitly.
+        return "''" if engine == "postgresql" else "REPEAT(' ', 84)"
+    if engine == "postgresql":
+        return ("md5('a' || {c}) || md5('b' || {c}) || substr(md5('c' || {c}), 1, 20)").format(c=column)
+    return ("CONCAT(MD5(CONCAT('a', {c})), MD5(CONCAT('b', {c})), LEFT(MD5(CONCAT('c', {c})), 20))"
+            ).format(c=column)
 
 
 def human_size(num):
@@ -382,12 +401,21 @@ class Bench(object):
             return seconds, None, dict(module_duration=result.get("duration"))
         return fn
 
-    def mariadb_dump(self, database):
+    def mariadb_dump(self, database, fsync=False):
         def fn(rep):
             path = self.out("mariadb-dump.sql")
             argv = ["mariadb-dump", "--defaults-extra-file=" + self.my.defaults_file, "--single-transaction",
                     database]
             seconds = self.timed(argv, dict(os.environ), stdout_path=path)
+            if fsync:
+                # What pg_dump -f and db_backup do before they return: the dump is on disk.
+                started = time.perf_counter()
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+                seconds += time.perf_counter() - started
             size = path_size(path)
             remove(path)
             return seconds, size, None
@@ -404,6 +432,9 @@ class Bench(object):
         self.pg.psql("CREATE DATABASE bench")
         started = time.time()
         run([self.pg.bin("pgbench"), "-i", "-q", "-s", str(self.scale), "bench"], env=self.pg.env())
+        if self.args.filler != "blank":
+            self.pg.psql("UPDATE pgbench_accounts SET filler = %s; VACUUM FULL pgbench_accounts;"
+                         % filler_sql("postgresql", self.args.filler, "aid"), "bench")
         rows = self.scale * 100000 // self.args.tables
         log("pgbench done in %.0f s; %d tables of %d pgbench_accounts-like rows" % (
             time.time() - started, self.args.tables, rows))
@@ -412,8 +443,9 @@ class Bench(object):
         for index in range(1, self.args.tables + 1):
             sql.append("CREATE TABLE accounts_%d (aid int NOT NULL, bid int, abalance int, filler char(84)) "
                        "WITH (fillfactor = 100);" % index)
-            sql.append("INSERT INTO accounts_%d SELECT aid, (aid - 1) / 100000 + 1, 0, '' "
-                       "FROM generate_series(1, %d) AS aid;" % (index, rows))
+            sql.append("INSERT INTO accounts_%d SELECT aid, (aid - 1) / 100000 + 1, 0, %s "
+                       "FROM generate_series(1, %d) AS aid;"
+                       % (index, filler_sql("postgresql", self.args.filler, "aid"), rows))
             sql.append("ALTER TABLE accounts_%d ADD PRIMARY KEY (aid);" % index)
         self.pg.psql("\n".join(sql), "benchpar")
         for db in ("bench", "benchpar"):
@@ -455,8 +487,8 @@ class Bench(object):
         chunk = 1000000
         for start in range(1, rows + 1, chunk):
             end = min(rows, start + chunk - 1)
-            sql.append("INSERT INTO accounts SELECT seq, (seq - 1) DIV 100000 + 1, 0, REPEAT(' ', 84) "
-                       "FROM seq_%d_to_%d;" % (start, end))
+            sql.append("INSERT INTO accounts SELECT seq, (seq - 1) DIV 100000 + 1, 0, %s FROM seq_%d_to_%d;"
+                       % (filler_sql("mysql", self.args.filler, "seq"), start, end))
         sql.append("ANALYZE TABLE branches, tellers, accounts;")
         self.my.sql("\n".join(sql))
         size = int(self.my.sql("SELECT SUM(data_length + index_length) FROM information_schema.tables "
@@ -479,12 +511,16 @@ class Bench(object):
             if "b" in cases or "d" in cases:
                 group += [self.add("pg_dump -Fc", "pg_dump -Fc -f FILE, default compression (bench)",
                                    self.pg_dump("bench", ["-Fc"], "fc.dump")),
+                          self.add("pg_dump -Fc -Z0", "pg_dump -Fc -Z 0 -f FILE: no compression, the floor (bench)",
+                                   self.pg_dump("bench", ["-Fc", "-Z", "0"], "fc0.dump")),
                           self.add("db_backup default", "db_backup defaults: custom + zstd -3 -T0 (bench)",
                                    self.db_backup(pg.conn("bench"), {}, keep_as="bench_default"))]
             self.run_group("pgbench database: custom archives", group)
         if "c" in cases or "d" in cases:
             group = [self.add("pg_dump -Fd -j1", "pg_dump -Fd -j 1 -f DIR, default compression (benchpar)",
                               self.pg_dump("benchpar", ["-Fd", "-j", "1"], "fd.dir")),
+                     self.add("pg_dump -Fd -j2", "pg_dump -Fd -j 2 -f DIR, default compression (benchpar)",
+                              self.pg_dump("benchpar", ["-Fd", "-j", "2"], "fd2.dir")),
                      self.add("db_backup directory j2", "db_backup format=directory jobs=2 (benchpar)",
                               self.db_backup(pg.conn("benchpar"), dict(format="directory", jobs=2),
                                              keep_as="benchpar_dir")),
@@ -507,6 +543,8 @@ class Bench(object):
             self.run_group("MariaDB", [
                 self.add("mariadb-dump", "mariadb-dump --single-transaction DB > FILE",
                          self.mariadb_dump("bench")),
+                self.add("mariadb-dump + fsync", "mariadb-dump --single-transaction DB > FILE, then fsync(FILE)",
+                         self.mariadb_dump("bench", fsync=True)),
                 self.add("db_backup mysql none", "db_backup engine=mysql compression=none",
                          self.db_backup(conn, dict(compression="none"))),
                 self.add("db_backup mysql default", "db_backup engine=mysql defaults (plain + zstd -3 -T0)",
@@ -518,10 +556,12 @@ class Bench(object):
              "seconds", 1.05),
             ("b", "default (custom+zstd) vs pg_dump -Fc: time", "db_backup default", "pg_dump -Fc", "seconds", 0.50),
             ("b", "default (custom+zstd) vs pg_dump -Fc: size", "db_backup default", "pg_dump -Fc", "size", 1.15),
+            ("b", "floor: pg_dump -Fc -Z0 vs pg_dump -Fc", "pg_dump -Fc -Z0", "pg_dump -Fc", "seconds", None),
             ("c", "directory jobs=2 vs pg_dump -Fd -j1", "db_backup directory j2", "pg_dump -Fd -j1", "seconds",
              0.70),
             ("c", "db_backup directory jobs=2 vs jobs=1", "db_backup directory j2", "db_backup directory j1",
              "seconds", None),
+            ("c", "tool itself: pg_dump -Fd -j2 vs -j1", "pg_dump -Fd -j2", "pg_dump -Fd -j1", "seconds", None),
             ("c", "directory jobs=2 vs pg_dump -Fd -j1: size", "db_backup directory j2", "pg_dump -Fd -j1", "size",
              None),
             ("d", "db_restore jobs=2 vs jobs=1 (custom+zstd)", "db_restore custom j2", "db_restore custom j1",
@@ -529,6 +569,8 @@ class Bench(object):
             ("d", "db_restore jobs=2 vs jobs=1 (directory)", "db_restore directory j2", "db_restore directory j1",
              "seconds", None),
             ("e", "MariaDB none vs mariadb-dump", "db_backup mysql none", "mariadb-dump", "seconds", None),
+            ("e", "MariaDB none vs mariadb-dump + fsync", "db_backup mysql none", "mariadb-dump + fsync", "seconds",
+             None),
             ("e", "MariaDB default (zstd) vs mariadb-dump", "db_backup mysql default", "mariadb-dump", "seconds",
              None),
             ("e", "MariaDB default (zstd) vs mariadb-dump: size", "db_backup mysql default", "mariadb-dump", "size",
@@ -563,8 +605,8 @@ class Bench(object):
     def report(self, started, finished):
         rows = self.rows()
         unit = {"seconds": lambda v: "%.2f s" % v, "size": human_size}
-        lines = ["", "Results (median of %d; scale %d, %s):" % (self.args.repeat, self.scale, " ".join(self.args.cases)),
-                 ""]
+        lines = ["", "Results (median of %d; scale %d, MariaDB scale %d, filler %s, cases %s):" % (
+            self.args.repeat, self.scale, self.mysql_scale, self.args.filler, " ".join(self.args.cases)), ""]
         header = ("case", "comparison", "ours", "reference", "ratio", "target", "met")
         table = [header]
         for row in rows:
@@ -589,7 +631,7 @@ class Bench(object):
             command=" ".join([os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(ROOT)
                               else sys.executable, os.path.relpath(os.path.abspath(__file__), ROOT)] + sys.argv[1:]),
             started=started, finished=finished, machine=self.machine(),
-            config=dict(scale=self.scale, mysql_scale=self.mysql_scale, repeat=self.args.repeat, tables=self.args.tables,
+            config=dict(scale=self.scale, mysql_scale=self.mysql_scale, filler=self.args.filler, repeat=self.args.repeat, tables=self.args.tables,
                         cases=self.args.cases, pg_settings_load=self.facts.get("pg_settings_load"),
                         pg_settings_measure=self.facts.get("pg_settings_measure"),
                         mariadb_settings=self.my.settings if self.my else None),
@@ -653,6 +695,9 @@ def parse_args(argv=None):
     size.add_argument("--scale", type=int, help="pgbench scale factor (overrides --size-gb); 5 for a smoke run")
     parser.add_argument("--mysql-scale", type=int,
                         help="MariaDB rows = this x 100000 (default: the pgbench scale)")
+    parser.add_argument("--filler", choices=["blank", "hex"], default="blank",
+                        help="filler column of the accounts rows: blank (pgbench's own, default) or hex "
+                             "(md5 digits, compresses ~2x like real text)")
     parser.add_argument("--tables", type=int, default=4,
                         help="equal tables in the directory/jobs database; together they hold as many rows as "
                              "pgbench_accounts (default 4)")
