@@ -1,0 +1,158 @@
+"""health_probe in a real ansible-playbook run (localhost, the project's venv) against the test web app:
+the smoke flow passes, a failing step is reported with the token masked, Ansible's own output (at -vvv)
+never shows the captured token or the login password, and run_in_check_mode: false makes the task
+skipped in check mode while the others still probe."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from helpers.http_app import PASSWORD, App
+from helpers.modules import REPO, ensure_collection_path
+
+VENV_BIN = os.path.join(REPO, ".venv", "bin")
+PYTHON = os.path.join(VENV_BIN, "python")
+
+PLAYBOOK = """\
+---
+- name: Verify a release
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Health and smoke flow
+      safeship.webapp.health_probe:
+        url: "{{ base }}/health"
+        json_expect:
+          status: ok
+          version: "1.2.3"
+        consecutive_successes: 2
+        delay: 0.01
+        samples: 3
+        steps:
+          - name: login
+            url: /api/login
+            method: POST
+            json_body:
+              email: smoke@example.test
+              password: "{{ smoke_password }}"
+            capture:
+              token: access_token
+          - name: profile
+            url: /api/me
+            bearer: token
+            json_expect:
+              user: smoke
+          - name: tenant
+            url: /api/tenant
+            bearer: token
+            headers:
+              Host: acme.example.test
+            json_expect:
+              tenant: acme
+      register: smoke
+
+    - name: The flow's results are usable
+      ansible.builtin.assert:
+        that:
+          - smoke is not changed
+          - smoke.steps | length == 3
+          - smoke.steps[2].json.tenant == 'acme'
+          - smoke.latency.count == 3
+        quiet: true
+
+    - name: A step that fails with the token in its body
+      safeship.webapp.health_probe:
+        url: "{{ base }}/health"
+        steps:
+          - name: login
+            url: /api/login
+            method: POST
+            json_body:
+              email: smoke@example.test
+              password: "{{ smoke_password }}"
+            capture:
+              token: access_token
+          - name: leak
+            url: /api/leak
+            bearer: token
+      register: leak
+      ignore_errors: true
+
+    - name: The failure says what came back, token masked
+      ansible.builtin.assert:
+        that:
+          - leak is failed
+          - leak is not changed
+          - "'status 500, expected 200' in leak.msg"
+          - "'handling token ******** for user smoke' in leak.msg"
+        quiet: true
+
+    - name: Probe only outside check mode
+      safeship.webapp.health_probe:
+        url: "{{ base }}/health"
+        run_in_check_mode: false
+      register: outside_check
+
+    - name: Record whether the last probe was skipped
+      ansible.builtin.copy:
+        dest: "{{ out_dir }}/outside_check.json"
+        content: "{{ outside_check | to_json }}"
+        mode: "0600"
+      check_mode: false
+      changed_when: false
+"""
+
+
+@pytest.fixture()
+def app():
+    server = App()
+    yield server
+    server.close()
+
+
+def run_playbook(workdir, app, *options):
+    (workdir / "site.yml").write_text(PLAYBOOK)
+    (workdir / "inventory.ini").write_text(
+        "localhost ansible_connection=local ansible_python_interpreter=%s\n" % PYTHON)
+    vars_file = workdir / "vars.json"
+    vars_file.write_text(json.dumps(dict(base=app.url(""), smoke_password=PASSWORD, out_dir=str(workdir))))
+    os.chmod(str(vars_file), 0o600)
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCAL_TEMP=str(workdir / "tmp"),
+               ANSIBLE_HOME=str(workdir / "ansible-home"), PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+    env.pop("ANSIBLE_CONFIG", None)
+    proc = subprocess.run(
+        [os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(workdir / "inventory.ini"), str(workdir / "site.yml"),
+         "-e", "@" + str(vars_file), "-vvv"] + list(options),
+        cwd=str(workdir), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
+        timeout=300, check=False)
+    sys.stdout.write(proc.stdout[-6000:])  # shown by pytest when an assertion fails
+    return proc
+
+
+def recap(output):
+    match = re.search(r"^localhost\s+:\s+(.*)$", output, re.MULTILINE)
+    assert match, "no PLAY RECAP line"
+    return dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1)))
+
+
+@pytest.mark.parametrize("check_mode", [False, True], ids=["real", "check"])
+def test_health_probe_in_a_playbook(app, tmp_path, check_mode):
+    proc = run_playbook(tmp_path, app, *(["--check"] if check_mode else []))
+    output = proc.stdout
+    assert proc.returncode == 0
+    counts = recap(output)
+    assert counts["failed"] == 0 and counts["ignored"] == 1 and counts["changed"] == 0
+    assert app.token not in output and PASSWORD not in output
+    assert "********" in output
+    outside_check = json.loads((tmp_path / "outside_check.json").read_text())
+    if check_mode:
+        assert outside_check.get("skipped") is True and counts["skipped"] == 1
+    else:
+        assert not outside_check.get("skipped") and outside_check["status"] == 200 and counts["skipped"] == 0
+    # every probe but the skipped one reached the app
+    assert app.hits["/health"] == 2 + 3 + 1 + (0 if check_mode else 1)
