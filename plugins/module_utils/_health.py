@@ -622,7 +622,11 @@ class Probe(object):
         text = "; ".join(outcome.problems)
         reply = outcome.reply
         if reply.error is None and reply.body:
-            excerpt = self.redactor.text(reply.text)
+            if outcome.doc is not _NOT_JSON:
+                # from the parsed document: a token written with JSON escapes ("a\/b") is still recognised
+                excerpt = json.dumps(self.redactor.data(outcome.doc), ensure_ascii=False)
+            else:
+                excerpt = self.redactor.text(reply.text)
             cut = len(excerpt) > EXCERPT_CHARS
             text += "; body%s: %s" % (" (first %d characters)" % EXCERPT_CHARS if cut else "",
                                       json.dumps(excerpt[:EXCERPT_CHARS], ensure_ascii=False))

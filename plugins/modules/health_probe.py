@@ -31,7 +31,7 @@ description:
     response within the timeout, connection closed without a response, TLS certificate not accepted, C(status
     503, expected 200), C(JSON path 'version' is "1.2.2", expected "1.2.3"), a missing JSON path and where it
     stops, a body that is not JSON, a body that does not match - with the attempt count and the first 200
-    characters of the body.
+    characters of the body (a JSON body is shown re-serialised, secrets masked).
   - B(Secrets.) Captured values (unless listed in O(steps[].capture_public)), O(url_password), O(redact), the
     password in a URL, values of headers named like C(Authorization), C(Cookie), C(X-Api-Key) or C(*token*), and
     values under keys such as C(password), C(secret), C(token), C(access_token), C(api_key) in request and reply
@@ -181,8 +181,10 @@ options:
     description:
       - A smoke flow. Without O(url), the first step is the readiness check (retried as described above) and the
         others run once each after it; with O(url), all steps run once each after the readiness check.
-      - Steps send the top-level O(headers), O(timeout), O(validate_certs), O(ca_path), O(follow_redirects) and
-        basic authentication settings; their own options replace nothing else.
+      - Steps send the top-level O(headers) (a step's own O(steps[].headers) win, whatever their case) and use the
+        top-level O(timeout), O(validate_certs), O(ca_path), O(follow_redirects), O(use_proxy) and basic
+        authentication settings. The top-level O(status_code), O(json_expect) and O(body_regex) do not apply to
+        steps.
       - C(${name}) in a step's O(steps[].url), O(steps[].headers) values, O(steps[].body), O(steps[].json_body) and
         O(steps[].json_expect) values is replaced by the value captured under that name by an earlier step; a
         string that is only C(${name}) becomes the captured value itself (a number stays a number). Write C($${)

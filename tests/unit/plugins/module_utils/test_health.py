@@ -333,3 +333,25 @@ def test_steps_inherit_top_level_headers_and_override_them_whatever_the_case():
     assert top == {"X-Env": "prod", "Host": "www.example.test"}
     assert first == {"X-Env": "prod", "Host": "www.example.test"}
     assert second == {"X-Env": "prod", "host": "acme.example.test"}
+
+
+def test_a_token_written_with_json_escapes_is_masked_in_the_excerpt():
+    body = '{"error": "denied", "echo": "tok\\/abc-123456", "access_token": "other-secret-1"}'
+    assert "tok\\/abc" in body
+
+    class Raw(Script):
+        def send(self, session, method, url, headers=None, data=None, timeout=None, **kwargs):
+            self.sent.append(url)
+            if len(self.sent) == 1:
+                return _http.Reply(method, url, status=200, body=b'{"access_token": "tok/abc-123456"}',
+                                   latency_ms=1.0)
+            return _http.Reply(method, url, status=403, body=body.encode(), latency_ms=1.0)
+
+    script = Raw([GOOD])
+    with pytest.raises(SafeshipError) as info:
+        script.probe(steps=[dict(url="http://h/login", capture={"token": "access_token"}),
+                            dict(url="/api", bearer="token")]).run()
+    msg = info.value.msg
+    assert "status 403, expected 200" in msg and "denied" in msg
+    assert "abc-123456" not in msg and "other-secret-1" not in msg
+    assert "abc-123456" not in json.dumps(info.value.details)
