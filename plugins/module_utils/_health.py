@@ -336,10 +336,6 @@ def _check_url(url, what):
     return url
 
 
-def _secs(value):
-    return "%g s" % value
-
-
 def _headers(headers):
     return dict((str(key), _as_text(value) if value is not None else "") for key, value in (headers or {}).items())
 
