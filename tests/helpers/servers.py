@@ -149,7 +149,6 @@ class PostgresServer(_Server):
         conn.autocommit = True
         return conn
 
-
     def create_database(self, name):
         self.execute('CREATE DATABASE "%s"' % name)
 
@@ -212,7 +211,6 @@ class MariadbServer(_Server):
     def connect(self, database=None):
         return pymysql.connect(host="127.0.0.1", port=self.port, user=self.user, password=self.password,
                                database=database, connect_timeout=10, autocommit=True)
-
 
     def create_database(self, name):
         self.execute("CREATE DATABASE `%s`" % name)
