@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import stat
 
 HASH_CHUNK = 1024 * 1024
@@ -130,15 +131,10 @@ def fsync_tree(root):
 
 
 def remove_path(path):
-    """Remove a file or a directory tree; a missing path is fine."""
+    """Remove a file, a symlink or a directory tree (never following links inside it); a missing path is fine."""
     try:
         if os.path.isdir(path) and not os.path.islink(path):
-            for dirpath, dirnames, filenames in os.walk(path, topdown=False):
-                for filename in filenames:
-                    os.unlink(os.path.join(dirpath, filename))
-                for dirname in dirnames:
-                    os.rmdir(os.path.join(dirpath, dirname))
-            os.rmdir(path)
+            shutil.rmtree(path)
         else:
             os.unlink(path)
     except OSError as exc:

@@ -29,6 +29,7 @@ from ansible_collections.safeship.webapp.plugins.module_utils._common import (
     fsync_path,
     iso,
     read_json,
+    remove_path,
     utc_now,
     write_json_atomic,
 )
@@ -144,19 +145,6 @@ def normalize_backup(entry):
             if key not in ref and isinstance(manifest.get(key), (str, int, float)):
                 ref[key] = manifest[key]
     return ref
-
-
-def remove_tree(path):
-    """Remove a file, a symlink or a directory tree without following symlinks inside it (a release links
-    into shared/: only the links go, never what they point to). A missing path is fine."""
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    else:
-        try:
-            os.unlink(path)
-        except OSError as exc:
-            if exc.errno != errno.ENOENT:
-                raise
 
 
 def _short(ids):
@@ -464,7 +452,7 @@ class Releases(object):
         try:
             os.rename(tmp, self.current_link)
         except BaseException:
-            remove_tree(tmp)
+            remove_path(tmp)
             raise
         fsync_path(self.app_root)
 
@@ -532,7 +520,7 @@ class Releases(object):
                 else:
                     self._mkdir(shared_item)
             elif action == "replaced":
-                remove_tree(release_item)
+                remove_path(release_item)
             if release_is_link:
                 os.unlink(release_item)
             self._makedirs(os.path.dirname(release_item))
@@ -732,7 +720,7 @@ class Releases(object):
                 doomed = os.path.join(self.releases_dir, ".%s.deleting-%s" % (rid, os.urandom(4).hex()))
                 os.rename(self.release_path(rid), doomed)
                 pending.pop(0)
-                remove_tree(doomed)
+                remove_path(doomed)
         except BaseException:
             if pending:
                 keep = set(pending)
@@ -755,13 +743,13 @@ class Releases(object):
                     self._mkdir(self.release_path(arg))
                 elif op == "switch":
                     for stale in self._stale_tmp_links():
-                        remove_tree(stale)
+                        remove_path(stale)
                     self._switch_link(arg)
                 elif op == "remove":
                     self._remove_releases(state, current, arg)
                 elif op == "stale":
                     for path in arg:
-                        remove_tree(path)
+                        remove_path(path)
                 elif op == "shared":
                     self.shared_report = self._link_shared(arg, dry=False)
                 done.append(op)
