@@ -116,4 +116,6 @@ def test_control_the_reader_catches_a_non_atomic_switch(app_root):
             if reader.failures.value:
                 break
     assert reader.failures.value > 0, "the reader never saw the gap of unlink+symlink in %d switches" % number
-    assert "FileNotFoundError" in reader.first_failure.value.decode()
+    # the gap shows either as a failed open or as realpath returning the unresolved link path itself
+    seen = reader.first_failure.value.decode()
+    assert "FileNotFoundError" in seen or seen == "current resolved to %s" % current, seen
