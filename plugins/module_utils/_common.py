@@ -215,3 +215,16 @@ def pid_alive(pid):
     except OSError as exc:
         return exc.errno == errno.EPERM
     return True
+
+
+def human_duration(seconds):
+    """'1d 2h 3m 4s' style, to the nearest second; the sign is dropped (callers say 'ago' or 'in')."""
+    seconds = int(round(abs(seconds)))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append("%d%s" % (seconds // size, unit))
+            seconds %= size
+    if seconds or not parts:
+        parts.append("%ds" % seconds)
+    return " ".join(parts)

@@ -41,6 +41,7 @@ import socket
 from ansible_collections.safeship.webapp.plugins.module_utils._common import (
     SafeshipError,
     fsync_path,
+    human_duration,
     iso,
     pid_alive,
     remove_path,
@@ -84,19 +85,6 @@ def parse_ttl(value):
     if seconds <= 0:
         raise SafeshipError("ttl %r must be more than 0 seconds." % (value,))
     return seconds
-
-
-def human_duration(seconds):
-    """'1h 2m 3s' style; negative values are made positive (callers say 'ago' or 'in')."""
-    seconds = int(abs(seconds))
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            parts.append("%d%s" % (seconds // size, unit))
-            seconds %= size
-    if seconds or not parts:
-        parts.append("%ds" % seconds)
-    return " ".join(parts)
 
 
 def parse_time(text):

@@ -21,7 +21,7 @@ import os
 import re
 import unicodedata
 
-from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError, fsync_path, remove_path
+from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError, fsync_path, human_duration, remove_path
 from ansible_collections.safeship.webapp.plugins.module_utils._state import locked, state_dir
 
 RECORDS_FILE = "deploys.jsonl"
@@ -434,18 +434,6 @@ def seconds_text(value):
     return "%s s" % text
 
 
-def duration_text(seconds):
-    seconds = int(round(seconds))
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            parts.append("%d%s" % (seconds // size, unit))
-            seconds %= size
-    if seconds or not parts:
-        parts.append("%ds" % seconds)
-    return " ".join(parts)
-
-
 def _when(stamp):
     return parse_timestamp(stamp).strftime("%Y-%m-%d %H:%M:%S UTC")
 
@@ -491,7 +479,7 @@ def render_entry(record):
     item("Started", _when(record["started"]))
     if record.get("finished"):
         took = (parse_timestamp(record["finished"]) - started).total_seconds()
-        item("Finished", "%s (took %s)" % (_when(record["finished"]), duration_text(took)))
+        item("Finished", "%s (took %s)" % (_when(record["finished"]), human_duration(took)))
     item("Result", result)
     if record.get("downtime_seconds") is not None:
         item("Downtime", seconds_text(record["downtime_seconds"]))
