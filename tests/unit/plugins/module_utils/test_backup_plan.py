@@ -1,4 +1,5 @@
 import datetime
+import os
 
 import pytest
 
@@ -75,3 +76,21 @@ def test_bad_input_is_refused_before_anything_runs(engine, params, message):
     with pytest.raises(SafeshipError) as err:
         plan(engine, "app" if engine != "sqlite" else "/x.sqlite", **params)
     assert message in err.value.msg
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_check_gzip_files_finds_a_truncated_file(tmp_path, jobs):
+    import gzip as gzip_module
+    from ansible_collections.safeship.webapp.plugins.module_utils._backup import check_gzip_files
+    names = []
+    for number in range(4):
+        name = "%d.dat.gz" % number
+        with gzip_module.open(str(tmp_path / name), "wb") as handle:
+            handle.write(os.urandom(200000))
+        names.append(name)
+    check_gzip_files(str(tmp_path), names, jobs)
+    broken = tmp_path / names[2]
+    broken.write_bytes(broken.read_bytes()[:-5000])
+    with pytest.raises(SafeshipError) as err:
+        check_gzip_files(str(tmp_path), names, jobs)
+    assert err.value.msg.startswith("2.dat.gz in the dump does not decompress")
