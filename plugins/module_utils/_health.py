@@ -40,10 +40,9 @@ _METHOD = re.compile(r"^[A-Z]+$")
 _NOT_JSON = object()
 
 
-def _step_options():
+def _request_options():
+    """What one HTTP request and its expectations take, at the top level and in each step."""
     return dict(
-        name=dict(type="str"),
-        url=dict(type="str", required=True),
         method=dict(type="str", default="GET"),
         headers=dict(type="dict", default={}),
         body=dict(type="str"),
@@ -51,24 +50,27 @@ def _step_options():
         status_code=dict(type="list", elements="int", default=[200]),
         json_expect=dict(type="dict", default={}),
         body_regex=dict(type="str"),
+    )
+
+
+def _step_options():
+    options = _request_options()
+    options.update(
+        name=dict(type="str"),
+        url=dict(type="str", required=True),
         capture=dict(type="dict", default={}),
         capture_public=dict(type="list", elements="str", default=[]),
         bearer=dict(type="str"),
         retries=dict(type="int"),
         delay=dict(type="float"),
     )
+    return options
 
 
 def health_argument_spec():
-    return dict(
+    spec = _request_options()
+    spec.update(
         url=dict(type="str"),
-        method=dict(type="str", default="GET"),
-        headers=dict(type="dict", default={}),
-        body=dict(type="str"),
-        json_body=dict(type="raw"),
-        status_code=dict(type="list", elements="int", default=[200]),
-        json_expect=dict(type="dict", default={}),
-        body_regex=dict(type="str"),
         retries=dict(type="int", default=10),
         delay=dict(type="float", default=2.0),
         consecutive_successes=dict(type="int", default=1),
@@ -84,9 +86,10 @@ def health_argument_spec():
         force_basic_auth=dict(type="bool", default=False),
         redact=dict(type="list", elements="str", default=[], no_log=True),
         steps=dict(type="list", elements="dict", options=_step_options(),
-                   mutually_exclusive=[["body", "json_body"]]),
+                   mutually_exclusive=HEALTH_MUTUALLY_EXCLUSIVE),
         run_in_check_mode=dict(type="bool", default=True),
     )
+    return spec
 
 
 HEALTH_MUTUALLY_EXCLUSIVE = [["body", "json_body"]]
