@@ -70,3 +70,12 @@ def pytest_sessionfinish(session, exitstatus):
     if _SKIPPED and exitstatus == 0:
         session.exitstatus = 1
         print("\nskipped tests fail the run:\n  " + "\n  ".join(_SKIPPED))
+
+
+@pytest.fixture()
+def pm2_home(tmp_path):
+    """A private PM2_HOME with its own daemon, killed (with its apps) after the test."""
+    from helpers.node_apps import Pm2Home
+    home = Pm2Home(str(tmp_path / "pm2"))
+    yield home
+    home.close()

@@ -57,3 +57,27 @@ ensure_collection_link() {
     ln -sfn "$root" "$link"
     export ANSIBLE_COLLECTIONS_PATH="$root/.build/collections"
 }
+
+# ensure_node: node and npm on PATH (Debian's nodejs and npm when missing).
+ensure_node() {
+    if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+        return 0
+    fi
+    ensure_apt_packages nodejs npm
+}
+
+# ensure_node_tools: .build/node/node_modules holds exactly tools/node/package-lock.json (pm2);
+# its bin directory goes first on PATH. The stamp is the lock file's sha256.
+ensure_node_tools() {
+    ensure_node
+    local dir="$root/.build/node" lock="$root/tools/node/package-lock.json" wanted
+    wanted="$(sha256sum "$lock" | cut -d' ' -f1)"
+    if [[ ! -x "$dir/node_modules/.bin/pm2" || ! -f "$dir/.lock.sha256" || "$(cat "$dir/.lock.sha256")" != "$wanted" ]]; then
+        say "Installing tools/node (pm2) into .build/node"
+        mkdir -p "$dir"
+        cp "$root/tools/node/package.json" "$lock" "$dir/"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+        printf '%s\n' "$wanted" >"$dir/.lock.sha256"
+    fi
+    export PATH="$dir/node_modules/.bin:$PATH"
+}
