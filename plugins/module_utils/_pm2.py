@@ -171,6 +171,7 @@ def pm2_argument_spec():
         kill_timeout=dict(type="int"),
         interpreter=dict(type="str"),
         env=dict(type="dict", no_log=True),
+        public_env=dict(type="dict"),
         env_name=dict(type="str"),
         update_env=dict(type="bool", default=True),
         state=dict(type="str", default="started", choices=list(STATES)),
@@ -217,19 +218,19 @@ def check_app_name(name, what="name"):
     return name
 
 
-def env_strings(env):
-    """O(env) as {str: str}; keys must be environment variable names."""
+def env_strings(env, option="env"):
+    """O(env) or O(public_env) as {str: str}; keys must be environment variable names."""
     result = {}
     for key, value in (env or {}).items():
         if not isinstance(key, str) or not _ENV_KEY.match(key):
-            raise SafeshipError("env key %r is not an environment variable name: use letters, digits and '_', not "
-                                "starting with a digit." % (key,))
+            raise SafeshipError("%s key %r is not an environment variable name: use letters, digits and '_', not "
+                                "starting with a digit." % (option, key))
         if value is None:
-            raise SafeshipError("env %s has no value: give a string (an empty one if you mean empty)." % key)
+            raise SafeshipError("%s %s has no value: give a string (an empty one if you mean empty)." % (option, key))
         if isinstance(value, bool):
             value = "true" if value else "false"
         elif isinstance(value, (dict, list)):
-            raise SafeshipError("env %s must be a string, not a %s." % (key, type(value).__name__))
+            raise SafeshipError("%s %s must be a string, not a %s." % (option, key, type(value).__name__))
         result[key] = str(value)
     return result
 
@@ -1069,7 +1070,9 @@ class Pm2App(object):
     def run(self):
         p = self.params
         self._check_numbers()
-        self.env = env_strings(p.get("env"))
+        # one environment for the app: public_env, then env (secret) over it
+        self.env = env_strings(p.get("public_env"), "public_env")
+        self.env.update(env_strings(p.get("env")))
         if p.get("name") is not None:
             check_app_name(p["name"])
         binary = self.find_binary()

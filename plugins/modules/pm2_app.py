@@ -113,8 +113,14 @@ options:
         their arguments, and they are never returned. With O(ecosystem) they are merged into the C(env) (and
         C(env_<env_name>)) of the apps by a generated file that loads yours and reads the values from the
         environment, because pm2 drops the command's environment when it reloads through an ecosystem.
-      - Every value is hidden in Ansible's output (no_log), wherever it appears; keep plain settings such as the
-        port in the ecosystem file.
+      - Every value is hidden in Ansible's output (no_log), wherever it appears, error messages included; give plain
+        settings such as the port in O(public_env) or in the ecosystem file.
+    type: dict
+  public_env:
+    description:
+      - Environment variables that are not secret (C(PORT), C(NODE_ENV)), passed like O(env) but shown in Ansible's
+        output, so a message such as C(port 3999 is already in use) stays readable. A variable in both takes its
+        value from O(env).
     type: dict
   env_name:
     description:
@@ -206,8 +212,10 @@ EXAMPLES = r"""
     exec_mode: fork
     wait_ready: true
     listen_timeout: 10000
-    env:
+    public_env:
       PORT: "3999"
+    env:
+      PAYMENTS_API_KEY: "{{ vault_payments_api_key }}"
     wait_online_timeout: 30
   register: candidate
 

@@ -187,6 +187,9 @@ def test_env_values_become_strings_and_bad_keys_are_refused():
         with pytest.raises(SafeshipError) as err:
             pm2.env_strings(bad)
         assert err.value.msg.startswith("env ")
+        with pytest.raises(SafeshipError) as err:
+            pm2.env_strings(bad, "public_env")
+        assert err.value.msg.startswith("public_env ")
 
 
 @pytest.mark.parametrize("value, expected", [(None, 1), (1, 1), (3, 3), ("4", 4), ("max", 8), (0, 8), (-1, 7),
