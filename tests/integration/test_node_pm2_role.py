@@ -149,6 +149,8 @@ def test_deploy_v1_v2_rollback_serves_each_version(shop):
     assert all(p["pm2_env"]["pm_cwd"] == os.path.join(shop.root, "current") for p in apps)
     assert all(p["pm2_env"]["exec_mode"] == "cluster_mode" for p in apps)
     assert not [p for p in shop.pm2.jlist() if p["name"].endswith("-candidate")]
+    with open(os.path.join(shop.pm2.path, "dump.pm2")) as handle:  # pm2 save: resurrected after a reboot
+        assert [app["name"] for app in json.load(handle)] == ["shop-web", "shop-web"]
     v1_pids = shop.pids()
 
     # the same deploy again changes nothing: no build, no migration, no reload
@@ -182,9 +184,13 @@ def test_deploy_v1_v2_rollback_serves_each_version(shop):
     assert shop.served() == (200, "1.0.0")
     assert current_of(shop.root) == "v1"
     assert state_of(shop.root) == {"v1": "good", "v2": "rolled_back"}
-    again = shop.action("rollback")
+    # naming the release to go back to makes it idempotent; a bare rollback again would go further
+    # back, and there is no good release before v1: one clear error, nothing changes
+    again = shop.action("rollback", node_pm2_rollback_to="v1")
     assert again.returncode == 0 and recap(again.stdout)["changed"] == 0
-    assert shop.served() == (200, "1.0.0")
+    further = shop.action("rollback")
+    assert further.returncode != 0 and "no good release to roll back to from v1" in further.stdout
+    assert shop.served() == (200, "1.0.0") and current_of(shop.root) == "v1"
 
     # switch to v2 again (a release built earlier), then back to v1 by name
     assert shop.action("switch", node_pm2_release_id="v2").returncode == 0
