@@ -76,7 +76,7 @@ class Shop(object):
         return status, body and body.get("version")
 
     def pids(self):
-        return sorted(pid for pid, status, _ in self.pm2.apps().get(self.name + "-web", []))
+        return sorted(instance[0] for instance in self.pm2.apps().get(self.name + "-web", []))
 
 
 @pytest.fixture()
