@@ -737,7 +737,7 @@ def instance_states(procs):
 
 
 def wait_until_stable(poll, targets, timeout, stable_seconds, clock=time.monotonic, sleep=time.sleep,
-                      on_poll=None):
+                      on_poll=None, pids_alive=None):
     """Poll until every target app is online, has its instance count and (for reload/restart) only new pids,
     with restart counts unchanged for stable_seconds. Returns the last list. Raises _WaitFailure (naming the app)
     when an instance is errored or stopped, when restart counts climb (a crash loop), or at the timeout.
@@ -745,6 +745,11 @@ def wait_until_stable(poll, targets, timeout, stable_seconds, clock=time.monoton
     targets: {name: {'count': int or None, 'old_pids': set of the pids a reload/restart must replace}}.
     A restart count is watched from the first time its instance runs a new process (old pids are still being
     replaced by the reload itself).
+
+    pids_alive(pids) -> bool, when given, watches the instances during the stable window instead of polling:
+    every jlist starts a node process, which on a small host competes with the app starting. A crash shows
+    as a dead pid (pm2 restarts it under a new one); one last poll after the window confirms the pids and
+    the restart counts.
     """
     deadline = clock() + timeout
     baseline = {}
@@ -782,6 +787,10 @@ def wait_until_stable(poll, targets, timeout, stable_seconds, clock=time.monoton
                 stable_since = clock()
             if clock() - stable_since >= stable_seconds:
                 return procs
+            if pids_alive is not None:
+                watched = set(pid_of(p) for name in targets for p in groups.get(name, []))
+                while clock() - stable_since < stable_seconds and clock() < deadline and pids_alive(watched):
+                    sleep(POLL_INTERVAL)
         else:
             stable_since = None
         if clock() >= deadline:
@@ -799,6 +808,10 @@ def wait_until_stable(poll, targets, timeout, stable_seconds, clock=time.monoton
             raise _WaitFailure(name, mine, "app %s is not online and stable after %s s: %s."
                                % (name, _seconds(timeout), detail))
         sleep(POLL_INTERVAL)
+
+
+def _all_alive(pids):
+    return all(pid and pid_alive(pid) for pid in pids)
 
 
 def _seconds(value):
@@ -1140,7 +1153,7 @@ class Pm2App(object):
         first_poll = len(self.runner.executed_commands)
         try:
             wait_until_stable(self.pm2.jlist, targets, p["wait_online_timeout"], p["stable_seconds"],
-                              on_poll=tap.drain if tap else None)
+                              on_poll=tap.drain if tap else None, pids_alive=_all_alive)
         except _WaitFailure as exc:
             if tap is not None:
                 tap.drain()

@@ -325,6 +325,36 @@ def test_old_pids_keep_it_waiting():
     assert "is not online and stable after 3 s" in err.value.msg
 
 
+def test_watching_pids_polls_pm2_only_before_and_after_the_stable_window():
+    clock = Clock()
+    calls = []
+    listing = [proc(pid=20), proc(pm_id=1, pid=21)]
+
+    def poll():
+        calls.append(clock.now)
+        return listing
+    watched = []
+
+    def alive(pids):
+        watched.append(set(pids))
+        return True
+    result = pm2.wait_until_stable(poll, {"web": {"count": 2, "old_pids": set()}}, 60, 2.0, clock, clock.sleep,
+                                   pids_alive=alive)
+    assert result == listing
+    assert len(calls) == 2 and calls[1] >= 2.0
+    assert watched and all(pids == {20, 21} for pids in watched)
+
+
+def test_a_watched_pid_that_dies_is_a_crash_found_by_the_next_poll():
+    clock = Clock()
+    poll = polls([proc(pid=20, restarts=0)], [proc(pid=30, restarts=1)])
+    with pytest.raises(pm2._WaitFailure) as err:
+        pm2.wait_until_stable(poll, {"web": {"count": 1, "old_pids": set()}}, 60, 2.0, clock, clock.sleep,
+                              pids_alive=lambda pids: clock.now < 0.5)
+    assert "crash-looping: it restarted 1 times" in err.value.msg
+    assert clock.now < 2.0
+
+
 # ---- ecosystem files ----------------------------------------------------------------------------------
 
 class LocalModule(object):
