@@ -79,3 +79,17 @@ def pm2_home(tmp_path):
     home = Pm2Home(str(tmp_path / "pm2"))
     yield home
     home.close()
+
+
+@pytest.fixture(scope="module")
+def releases(tmp_path_factory):
+    """Built releases of the Node fixture app, shared by a test module's tests."""
+    from helpers.pm2_checks import Releases
+    return Releases(str(tmp_path_factory.mktemp("releases")))
+
+
+@pytest.fixture()
+def task(run_module, pm2_home):
+    """Runs pm2_app against the test's pm2_home."""
+    from helpers.pm2_checks import Pm2Task
+    return Pm2Task(run_module, pm2_home)

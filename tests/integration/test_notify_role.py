@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from helpers.modules import REPO, ensure_collection_path
+from helpers.playbooks import recap
 from helpers.webhook_receiver import WebhookReceiver
 
 VENV_BIN = os.path.join(REPO, ".venv", "bin")
@@ -106,12 +107,6 @@ def run_playbook(workdir, extra_vars, *options):
     (workdir / "ansible-playbook.log").write_text(proc.stdout)
     sys.stdout.write(proc.stdout[-6000:])  # shown by pytest when an assertion fails
     return proc
-
-
-def recap(output, host):
-    match = re.search(r"^%s\s+:\s+(.*)$" % re.escape(host), output, re.MULTILINE)
-    assert match, "no PLAY RECAP line for %s" % host
-    return dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1)))
 
 
 def assert_no_secret(output):

@@ -10,8 +10,6 @@ import pytest
 
 from helpers.node_apps import PM2, free_port
 from helpers.pm2_checks import (
-    Pm2Task,
-    Releases,
     Requester,
     daemon_files,
     proc_environ,
@@ -21,16 +19,6 @@ from helpers.pm2_checks import (
     without_invocation,
     write_ecosystem,
 )
-
-
-@pytest.fixture(scope="module")
-def releases(tmp_path_factory):
-    return Releases(str(tmp_path_factory.mktemp("releases")))
-
-
-@pytest.fixture()
-def task(run_module, pm2_home):
-    return Pm2Task(run_module, pm2_home)
 
 
 def cluster_app(name, current, port, instances=2, **extra):

@@ -8,17 +8,7 @@ import socket
 import pytest
 
 from helpers.node_apps import PM2, free_port
-from helpers.pm2_checks import Pm2Task, Releases, daemon_files, daemons_of, serves, write_ecosystem
-
-
-@pytest.fixture(scope="module")
-def releases(tmp_path_factory):
-    return Releases(str(tmp_path_factory.mktemp("releases")))
-
-
-@pytest.fixture()
-def task(run_module, pm2_home):
-    return Pm2Task(run_module, pm2_home)
+from helpers.pm2_checks import daemon_files, daemons_of, serves, write_ecosystem
 
 
 def no_daemon(home):
