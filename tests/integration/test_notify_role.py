@@ -5,7 +5,6 @@ even at -vvv."""
 
 import json
 import os
-import re
 import subprocess
 import sys
 
