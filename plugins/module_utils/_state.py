@@ -26,7 +26,9 @@ def state_dir(app_root, create=False):
             os.makedirs(path)
             os.chmod(path, 0o755)
         except OSError as exc:
-            raise SafeshipError("cannot create %s: %s" % (path, exc.strerror or exc))
+            # another process (a concurrent task on the same app) may have created it in between
+            if not os.path.isdir(path):
+                raise SafeshipError("cannot create %s: %s" % (path, exc.strerror or exc))
     return path
 
 
