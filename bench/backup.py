@@ -33,10 +33,8 @@ Times are printed, never asserted: this is not a test.
 from __future__ import print_function
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import pwd
 import secrets
 import shutil
@@ -48,18 +46,13 @@ import sys
 import tempfile
 import time
 
+from benchlib import BenchError, first_line, log, machine, utc_stamp, write_json
+from benchlib import run as run_bench
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COLLECTIONS = os.path.join(ROOT, ".build", "collections")
 MODULE_PREFIX = "ansible_collections.safeship.webapp.plugins.modules."
 PGBENCH_MB_PER_SCALE = 1024.0 / 70  # pgbench -i: ~15 MB of database per scale unit
-
-
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
 
 
 def free_port():
@@ -120,14 +113,6 @@ def human_size(num):
         if num < 1024 or unit == "GiB":
             return ("%d %s" % (num, unit)) if unit == "B" else ("%.1f %s" % (num, unit))
         num /= 1024
-
-
-def first_line(argv):
-    try:
-        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False).stdout
-        return out.decode("utf-8", "replace").strip().splitlines()[0]
-    except (OSError, IndexError):
-        return "?"
 
 
 # ---- servers ---------------------------------------------------------------------------------
@@ -588,16 +573,7 @@ class Bench(object):
         return rows
 
     def machine(self):
-        model = "?"
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-        with open("/proc/meminfo") as handle:
-            mem_kb = int(handle.readline().split()[1])
-        return dict(cpus=os.cpu_count(), cpu_model=model, mem_gib=round(mem_kb / 1024.0 / 1024, 1),
-                    kernel=platform.release(), python=platform.python_version(),
+        return dict(machine(),
                     pg_dump=first_line([self.pg.bin("pg_dump") if self.pg else "pg_dump", "--version"]),
                     mariadb_dump=first_line(["mariadb-dump", "--version"]),
                     zstd=first_line(["zstd", "--version"]), gzip=first_line(["gzip", "--version"]))
@@ -638,14 +614,7 @@ class Bench(object):
             sizes=dict(postgresql=self.facts.get("pg_sizes"), mariadb=self.facts.get("mysql_size")),
             rows=rows, measurements=dict((k, m.summary()) for k, m in self.measures.items()),
             load_average_end=os.getloadavg())
-        if self.args.json:
-            text = json.dumps(data, indent=2)
-            if self.args.json == "-":
-                print(text)
-            else:
-                with open(self.args.json, "w") as handle:
-                    handle.write(text + "\n")
-                log("JSON written to %s" % self.args.json)
+        write_json(self.args.json, data)
         return data
 
     def main(self):
@@ -655,7 +624,7 @@ class Bench(object):
         os.chmod(self.workdir, 0o711)
         for sub in ("private", "out", "kept"):
             os.mkdir(os.path.join(self.workdir, sub), 0o700)
-        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        started = utc_stamp()
         log("work directory %s; scale %d (MariaDB scale %d), repeat %d" % (self.workdir, self.scale,
                                                                            self.mysql_scale, self.args.repeat))
         try:
@@ -664,7 +633,7 @@ class Bench(object):
             if "e" in self.args.cases:
                 self.setup_mariadb()
             self.measure()
-            finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            finished = utc_stamp()
             return self.report(started, finished)
         finally:
             self.cleanup()
@@ -720,20 +689,8 @@ def parse_args(argv=None):
 def main(argv=None):
     if os.geteuid() != 0:
         sys.exit("run as root: the throwaway servers run as the postgres and mysql users")
-
-    def terminate(signum, frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        Bench(parse_args(argv)).main()
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    except BenchError as exc:
-        log("error: %s" % exc)
-        return 1
-    return 0
+    args = parse_args(argv)
+    return run_bench(Bench(args).main)
 
 
 if __name__ == "__main__":

@@ -39,17 +39,17 @@ its server and exits that long afterwards instead of the fixture's 1000 ms. See 
 from __future__ import print_function
 
 import argparse
-import datetime
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import BenchError, first_line, log, machine, utc_stamp, write_json
+from benchlib import run as run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -63,28 +63,12 @@ NAMES = {"a": "node_pm2 role (reload, wait_ready)", "b": "pm2 reload, no wait_re
          "c": "pm2 stop && pm2 start (fork)"}
 
 
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), file=sys.stderr, flush=True)
-
-
 def pm2_version():
     """From pm2's package.json: running `pm2 --version` would start a daemon in ~/.pm2."""
     try:
         with open(os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(PM2))), "package.json")) as handle:
             return json.load(handle)["version"]
     except (OSError, ValueError, KeyError):
-        return "?"
-
-
-def first_line(argv):
-    try:
-        out = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=False).stdout
-        return out.decode("utf-8", "replace").strip().splitlines()[0]
-    except (OSError, IndexError):
         return "?"
 
 
@@ -271,14 +255,7 @@ class Bench(object):
             strategy.close()
 
     def machine(self):
-        model = "?"
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-        return dict(cpus=os.cpu_count(), cpu_model=model, kernel=platform.release(),
-                    python=platform.python_version(), node=first_line(["node", "--version"]),
+        return dict(machine(), node=first_line(["node", "--version"]),
                     pm2=pm2_version(),
                     ansible=first_line([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "--version"]))
 
@@ -317,25 +294,18 @@ class Bench(object):
                                                         instances=self.args.instances,
                                                         exit_delay_ms=self.args.exit_delay_ms),
                     results=self.results)
-        if self.args.json:
-            text = json.dumps(data, indent=2)
-            if self.args.json == "-":
-                print(text)
-            else:
-                with open(self.args.json, "w") as handle:
-                    handle.write(text + "\n")
-                log("JSON written to %s" % self.args.json)
+        write_json(self.args.json, data)
         return data
 
     def main(self):
         self.workdir = tempfile.mkdtemp(prefix="safeship-switch-")
-        started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        started = utc_stamp()
         log("work directory %s" % self.workdir)
         try:
             for cls in (Role, Reload, StopStart):
                 if cls.key in self.args.strategies:
                     self.measure(cls)
-            finished = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            finished = utc_stamp()
             return self.report(started, finished)
         finally:
             self.cleanup()
@@ -376,19 +346,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    def terminate(signum, frame):
-        raise KeyboardInterrupt("signal %d" % signum)
-
-    signal.signal(signal.SIGTERM, terminate)
-    try:
-        Bench(parse_args(argv)).main()
-    except KeyboardInterrupt:
-        log("interrupted")
-        return 130
-    except BenchError as exc:
-        log("error: %s" % exc)
-        return 1
-    return 0
+    args = parse_args(argv)
+    return run_bench(Bench(args).main)
 
 
 if __name__ == "__main__":
