@@ -49,7 +49,10 @@ options:
     description:
       - Variables added to the command's environment, for example C(DB_PASSWORD) or C(DATABASE_URL). For Laravel,
         real environment variables win over the release's C(.env).
-      - Every value is treated as a secret and masked in the result.
+      - Every value is treated as a secret and masked as C(********) wherever it appears in the result (Ansible
+        does the same for this no_log option), in migration names and RV(stdout_tail) too. Keep non-secret
+        settings that are common words or numbers (a port, V(pgsql)) in the application's own configuration
+        (C(.env)) rather than here.
     type: dict
     default: {}
   php_binary:
