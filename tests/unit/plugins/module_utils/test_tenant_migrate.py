@@ -1,0 +1,490 @@
+"""tenant_migrate logic without processes: placeholders, tenants, run_key, the work queue (canary, batches and
+their retry, max_failures, timeouts) with a fake runner, the state file, the up-to-date check's scripts and
+parsers, and the shaping of results and messages."""
+
+import json
+import os
+import threading
+import time
+
+import pytest
+
+from ansible_collections.safeship.webapp.plugins.module_utils import _tenant_migrate as tm
+from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
+
+from .fake_module import FakeModule
+
+T = tm.Tenant
+
+
+def tenants(*ids):
+    return [T(i, "db_" + i) for i in ids]
+
+
+# ---------------------------------------------------------------- templates
+
+
+@pytest.mark.parametrize("command,env,batch_size,message", [
+    (["x", "{tenants}"], {}, 1, "uses {tenants}, which exists only with batch_size > 1"),
+    (["x", "{databases}"], {}, 1, "exists only with batch_size > 1"),
+    (["x", "{tenant}"], {}, 5, "uses {tenant}, but batch_size is 5"),
+    (["x", "--db={database}"], {}, 2, "use {tenants} or {databases}"),
+    (["x", "{tenantt}"], {}, 1, "unknown placeholder {tenantt}; known: {tenant}, {database}"),
+    (["x", "{tenant.id}"], {}, 1, "unknown placeholder {tenant.id}"),
+    (["x", "{0}"], {}, 1, "unknown placeholder {0}"),
+    (["x", "{tenant!r}"], {}, 1, "cannot have a conversion or format spec"),
+    (["x", "{tenant:>5}"], {}, 1, "cannot have a conversion or format spec"),
+    (["x", "{tenant"], {}, 1, "not a valid template"),
+    (["x"], {"DB": "{nope}"}, 1, "env value of DB uses an unknown placeholder {nope}"),
+    (["x"], {"DB": "{tenant}"}, 3, "env value of DB uses {tenant}, but batch_size is 3"),
+])
+def test_bad_placeholders(command, env, batch_size, message):
+    with pytest.raises(SafeshipError) as err:
+        tm.check_templates(command, env, batch_size)
+    assert message in err.value.msg
+
+
+def test_env_values_are_not_repeated_in_errors():
+    with pytest.raises(SafeshipError) as err:
+        tm.check_templates(["x"], {"DB_PASSWORD": "pw-{oops}-secret"}, 1)
+    assert "secret" not in err.value.msg and "DB_PASSWORD" in err.value.msg
+
+
+def test_good_placeholders_and_literal_braces():
+    tm.check_templates(["x", "{tenant}", "{database}", "{{json}}"], {"A": "{database}", "B": 5, "C": None}, 1)
+    tm.check_templates(["x", "--tenants={tenants}"], {"DBS": "{databases}"}, 2)
+    with pytest.raises(SafeshipError):
+        tm.check_templates(["x"], {}, 1, database_template="{tenants}")
+
+
+def test_render():
+    one = tenants("a")
+    assert tm.render("--tenants={tenant}", one, False) == "--tenants=a"
+    assert tm.render("{database}", one, False) == "db_a"
+    assert tm.render("{{x}}-{tenant}", one, False) == "{x}-a"
+    assert tm.render("--tenants={tenants}", tenants("a", "b", "c"), True) == "--tenants=a,b,c"
+    assert tm.render("{databases}", tenants("a", "b"), True, " ") == "db_a db_b"
+    # a tenant retried alone after its batch failed
+    assert tm.render("--tenants={tenants}", one, True) == "--tenants=a"
+
+
+def test_tenants_from_list_and_rows():
+    got = tm.tenants_from_list(["a", {"id": "b", "database": "other"}, {"id": "c"}, 7], "tenant_{tenant}")
+    assert got == [T("a", "tenant_a"), T("b", "other"), T("c", "tenant_c"), T("7", "tenant_7")]
+    got = tm.tenants_from_rows([["a"], ["b", "db_b"], ["c", ""]], "{tenant}")
+    assert got == [T("a", "a"), T("b", "db_b"), T("c", "c")]
+
+
+@pytest.mark.parametrize("items,message", [
+    (["a", "b", "a", "b", "a"], "duplicate tenant id(s): a, b"),
+    ([{"id": "a", "db": "x"}], "a dict with 'id'"),
+    ([{"database": "x"}], "a dict with 'id'"),
+    ([["a"]], "each entry is a tenant id"),
+    ([True], "each entry is a tenant id"),
+    (["-rf"], "tenant id '-rf' is not valid"),
+    (["a;b"], "tenant id 'a;b' is not valid"),
+    ([{"id": "a", "database": "x y"}], "database of tenant a 'x y' is not a valid name"),
+])
+def test_bad_tenants(items, message):
+    with pytest.raises(SafeshipError) as err:
+        tm.tenants_from_list(items, "{tenant}")
+    assert message in err.value.msg
+
+
+def test_bad_rows():
+    with pytest.raises(SafeshipError) as err:
+        tm.tenants_from_rows([["a", "b", "c"]], "{tenant}")
+    assert "rows of (id) or (id, database)" in err.value.msg
+    with pytest.raises(SafeshipError) as err:
+        tm.tenants_from_rows([["a", "x"], ["a", "y"]], "{tenant}")
+    assert "duplicate" in err.value.msg
+
+
+def test_run_key(tmp_path):
+    release = tmp_path / "releases" / "1"
+    release.mkdir(parents=True)
+    link = tmp_path / "current"
+    link.symlink_to(release)
+    base = tm.run_key(["php", "artisan", "x", "{tenant}"], {"DB_PASSWORD": "one"}, str(release), 1, ",", "{tenant}")
+    # the same run: a symlink to the same release, another password value
+    assert tm.run_key(["php", "artisan", "x", "{tenant}"], {"DB_PASSWORD": "two"}, str(link), 1, ",", "{tenant}") == base
+    assert len(base) == 32 and "one" not in base
+    others = [
+        tm.run_key(["php", "artisan", "y", "{tenant}"], {"DB_PASSWORD": "one"}, str(release), 1, ",", "{tenant}"),
+        tm.run_key(["php", "artisan", "x", "{tenant}"], {"DB_PASS": "one"}, str(release), 1, ",", "{tenant}"),
+        tm.run_key(["php", "artisan", "x", "{tenant}"], {"DB_PASSWORD": "one"}, str(tmp_path), 1, ",", "{tenant}"),
+        tm.run_key(["php", "artisan", "x", "{tenant}"], {"DB_PASSWORD": "one"}, str(release), 3, ",", "{tenant}"),
+        tm.run_key(["php", "artisan", "x", "{tenant}"], {"DB_PASSWORD": "one"}, str(release), 1, ",", "t_{tenant}"),
+    ]
+    assert base not in others and len(set(others)) == len(others)
+    # within batch mode the batch size itself does not matter, the separator does
+    assert tm.run_key(["x", "{tenants}"], {}, None, 3, ",", "{tenant}") == tm.run_key(["x", "{tenants}"], {}, None, 9,
+                                                                                      ",", "{tenant}")
+    assert tm.run_key(["x", "{tenants}"], {}, None, 3, ",", "{tenant}") != tm.run_key(["x", "{tenants}"], {}, None, 3,
+                                                                                      " ", "{tenant}")
+
+
+# ---------------------------------------------------------------- the work queue
+
+
+class FakeRunner(object):
+    """run_unit stand-in: outcome per tenant id from `fail` (rc) / `hang` (timeout); records every call."""
+
+    def __init__(self, fail=(), hang=(), delay=0.0, delays=None, raise_for=()):
+        self.fail = dict((t, 1) for t in fail) if not isinstance(fail, dict) else fail
+        self.hang = set(hang)
+        self.delay = delay
+        self.delays = delays or {}
+        self.raise_for = set(raise_for)
+        self.calls = []
+        self.lock = threading.Lock()
+        self.active = 0
+        self.max_active = 0
+
+    def __call__(self, unit, batch):
+        ids = [t.id for t in unit]
+        with self.lock:
+            self.calls.append((ids, batch))
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
+        try:
+            time.sleep(max([self.delay] + [self.delays.get(i, 0) for i in ids]))
+            if self.raise_for & set(ids):
+                raise OSError("boom")
+            if self.hang & set(ids):
+                return dict(rc=-15, output="killed", timed_out=True, duration=0.01)
+            failing = [i for i in ids if i in self.fail]
+            if failing:
+                return dict(rc=self.fail[failing[0]], output="failed: %s" % failing, timed_out=False, duration=0.01)
+            return dict(rc=0, output="ok %s" % ",".join(ids), timed_out=False, duration=0.01)
+        finally:
+            with self.lock:
+                self.active -= 1
+
+
+def run_executor(runner, ids, **kwargs):
+    executor = tm.Executor(runner, **kwargs)
+    results = executor.run(tenants(*ids))
+    return executor, dict((i, results[i]["status"]) for i in ids), results
+
+
+IDS = ["t%02d" % n for n in range(1, 11)]
+
+
+def test_every_tenant_once_with_bounded_concurrency():
+    runner = FakeRunner(delay=0.02)
+    executor, status, _results = run_executor(runner, IDS, concurrency=3)
+    assert status == dict((i, "ok") for i in IDS)
+    assert sorted(ids[0] for ids, _b in runner.calls) == IDS
+    assert runner.max_active == 3 and executor.runs == 10
+
+
+def test_dynamic_queue_a_slow_tenant_does_not_hold_back_the_others():
+    # t01 is slow; with fixed chunks of 5, t02-t05 would wait behind it. Here the other worker takes them all.
+    runner = FakeRunner(delays={"t01": 0.5}, delay=0.01)
+    executor, status, results = run_executor(runner, IDS, concurrency=2)
+    assert set(status.values()) == {"ok"}
+    assert [ids[0] for ids, _b in runner.calls][-1] == "t10"
+    # t01 finished last: every other tenant was done before it
+    assert max(r["finished"] for r in results.values()) == results["t01"]["finished"]
+    assert runner.calls[0][0] == ["t01"] and len(runner.calls) == 10
+
+
+def test_failures_and_timeouts_are_per_tenant():
+    runner = FakeRunner(fail={"t03": 2}, hang=["t05"])
+    _executor, status, results = run_executor(runner, IDS, concurrency=4)
+    assert status["t03"] == "failed" and results["t03"]["rc"] == 2
+    assert status["t05"] == "timeout"
+    assert [i for i in IDS if status[i] == "ok"] == [i for i in IDS if i not in ("t03", "t05")]
+
+
+def test_an_exception_in_the_runner_fails_only_that_tenant():
+    runner = FakeRunner(raise_for=["t02"])
+    _executor, status, results = run_executor(runner, IDS[:4], concurrency=2)
+    assert status == dict(t01="ok", t02="failed", t03="ok", t04="ok")
+    assert "internal error: boom" in results["t02"]["output"]
+
+
+def test_batches_and_the_retry_of_a_failed_batch():
+    runner = FakeRunner(fail=["t07"])
+    executor, status, results = run_executor(runner, IDS, concurrency=1, batch_size=4)
+    expected = dict((i, "ok") for i in IDS)
+    expected["t07"] = "failed"
+    assert status == expected
+    assert runner.calls == [
+        (["t01", "t02", "t03", "t04"], True),
+        (["t05", "t06", "t07", "t08"], True),
+        # the failed batch, tenant by tenant, before the next batch
+        (["t05"], True), (["t06"], True), (["t07"], True), (["t08"], True),
+        (["t09", "t10"], True),
+    ]
+    assert executor.runs == 7
+    assert [i for i in IDS if results[i].get("retried")] == ["t05", "t06", "t07", "t08"]
+    assert executor.failures == 1
+
+
+def test_canary_failure_stops_everything():
+    runner = FakeRunner(fail=["t02"])
+    executor, status, results = run_executor(runner, IDS, concurrency=4, canary=3, batch_size=2)
+    assert status["t01"] == "ok" and status["t02"] == "failed"
+    assert all(status[i] == "not_run" and results[i]["reason"] == "canary t02 failed" for i in IDS[2:])
+    # canaries run alone, one at a time, rendered as one-tenant batches
+    assert runner.calls == [(["t01"], True), (["t02"], True)] and runner.max_active == 1
+    assert executor.runs == 2
+
+
+def test_canaries_first_then_the_pool():
+    runner = FakeRunner(delay=0.01)
+    _executor, status, _results = run_executor(runner, IDS, concurrency=4, canary=2)
+    assert set(status.values()) == {"ok"}
+    assert [c[0] for c in runner.calls[:2]] == [["t01"], ["t02"]]
+    assert runner.max_active == 4
+
+
+def test_max_failures_starts_no_new_work():
+    runner = FakeRunner(fail=["t02", "t03", "t04"])
+    executor, status, results = run_executor(runner, IDS, concurrency=1, max_failures=1)
+    assert [status[i] for i in IDS] == ["ok", "failed", "failed"] + ["not_run"] * 7
+    assert results["t04"]["reason"] == "stopped: more than 1 tenant(s) failed (max_failures)"
+    assert executor.runs == 3
+
+
+def test_max_failures_zero_stops_at_the_first():
+    runner = FakeRunner(fail=["t01"])
+    _executor, status, _results = run_executor(runner, IDS, concurrency=1, max_failures=0)
+    assert status["t01"] == "failed" and set(status[i] for i in IDS[1:]) == {"not_run"}
+
+
+def test_on_update_sees_running_tenants_and_progress():
+    seen = []
+    runner = FakeRunner(delay=0.01)
+
+    def on_update(executor):
+        seen.append((len(executor.results), list(executor.running)))
+
+    executor = tm.Executor(runner, concurrency=2, on_update=on_update)
+    executor.run(tenants(*IDS))
+    assert seen[-1] == (10, [])
+    assert max(len(running) for _done, running in seen) == 2
+    done = [d for d, _r in seen]
+    assert done == sorted(done)
+
+
+def test_empty_run():
+    executor = tm.Executor(FakeRunner(), concurrency=4)
+    assert executor.run([]) == {} and executor.runs == 0
+
+
+# ---------------------------------------------------------------- masking and tails
+
+
+def test_masker():
+    env = {"DB_PASSWORD": "pw-secret", "DB_DATABASE": "{database}", "URL": "mysql://u:urlpw@h/{database}",
+           "TENANT_DB": "tenant_{tenant}"}
+    masker = tm.Masker(env, ["login-pw", None])
+    one = masker.for_unit(tenants("a"), False, ",")
+    text = one("pw-secret login-pw mysql://u:urlpw@h/db_a db_a tenant_a urlpw")
+    assert text == "******** ******** ******** db_a ******** ********"
+    assert masker("x pw-secret") == "x ********"
+    assert masker.contains_secret("--password=login-pw") and not masker.contains_secret("{database}")
+
+
+def test_output_tail():
+    text = "\n".join("line %d" % n for n in range(100))
+    assert tm.output_tail(text).splitlines() == ["line %d" % n for n in range(80, 100)]
+    long_line = "x" * 5000
+    tail = tm.output_tail(long_line)
+    assert tail.startswith("...") and len(tail) == 3 + tm.TAIL_BYTES
+
+
+def test_run_process_timeout_and_missing_program(tmp_path):
+    outcome = tm.run_process(["sh", "-c", "echo out; echo err >&2; exit 3"], str(tmp_path), dict(os.environ), None)
+    assert outcome["rc"] == 3 and outcome["output"] == "out\nerr\n" and not outcome["timed_out"]
+    outcome = tm.run_process(["sh", "-c", "echo started; sleep 30"], None, dict(os.environ), 0.5)
+    assert outcome["timed_out"] and outcome["rc"] < 0 and "started" in outcome["output"]
+    assert outcome["duration"] < 10
+    outcome = tm.run_process(["/nonexistent/program"], None, dict(os.environ), None)
+    assert outcome["rc"] == 127 and "cannot run /nonexistent/program" in outcome["output"]
+
+
+# ---------------------------------------------------------------- the up-to-date check
+
+
+def test_mysql_check_script_and_parser():
+    script = tm.mysql_check_script(["db_a", "db_b"], "migrations")
+    assert "table_schema IN ('db_a', 'db_b')" in script and "UNION ALL" in script
+    assert "PREPARE safeship_s FROM @safeship_q" in script
+    with pytest.raises(SafeshipError):
+        tm.mysql_check_script(["db'; DROP DATABASE x; --"], "migrations")
+    output = "T\tdb_a\nT\tdb_b\nM\tdb_a\t2020_one\nM\tdb_a\t2020_two\n"
+    assert tm.parse_mysql_check(output) == {"db_a": ["2020_one", "2020_two"], "db_b": []}
+
+
+def test_psql_check_script_and_parser():
+    script = tm.psql_check_script(["db_a", "db_b"], "migrations")
+    assert script.splitlines()[:3] == ["\\echo '@@safeship-tenant db_a'", "\\connect db_a",
+                                       "SELECT '@@safeship-ok' UNION ALL SELECT migration FROM \"migrations\";"]
+    # db_a: ok with two; db_b: the query failed (no marker); db_c: ok and empty
+    output = ("@@safeship-tenant db_a\n@@safeship-ok\n2020_one\n2020_two\n@@safeship-tenant db_b\n"
+              "@@safeship-tenant db_c\n@@safeship-ok\n")
+    assert tm.parse_psql_check(output) == {"db_a": ["2020_one", "2020_two"], "db_c": []}
+
+
+def test_migration_files(tmp_path):
+    folder = tmp_path / "database" / "migrations" / "tenant"
+    folder.mkdir(parents=True)
+    for name in ("2020_b.php", "2020_a.php", "README.md"):
+        (folder / name).write_text("")
+    (folder / "sub.php").mkdir()
+    assert tm.migration_files(str(tmp_path), ["database/migrations/tenant"]) == ["2020_a", "2020_b"]
+    with pytest.raises(SafeshipError) as err:
+        tm.migration_files(str(tmp_path), ["nope"])
+    assert "is not a directory" in err.value.msg
+
+
+# ---------------------------------------------------------------- the state file
+
+
+def test_state_file_written_and_resumed(tmp_path):
+    path = str(tmp_path / "state.json")
+    state = tm.StateFile(path, "key1", tenants("a", "b", "c"), {})
+    state.write({"a": dict(status="ok", rc=0, duration=0.1, finished="T"),
+                 "b": dict(status="timeout", rc=-9, duration=5.0, finished="T")}, ["c"], False)
+    data = json.load(open(path))
+    assert (data["total"], data["done"], data["ok"], data["failed"], data["timeout"]) == (3, 2, 1, 1, 1)
+    assert data["running"] == ["c"] and data["finished"] is False and data["run_key"] == "key1"
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+    warnings = []
+    assert list(tm.load_state(path, "key1", False, warnings.append)) == ["a"]
+    assert warnings == []
+    assert tm.load_state(path, "key2", False, warnings.append) == {}
+    assert "belongs to another run" in warnings[-1]
+    assert tm.load_state(path, "key1", True, warnings.append) == {}
+    assert tm.load_state(str(tmp_path / "missing.json"), "key1", False, warnings.append) == {}
+    (tmp_path / "bad.json").write_text("{not json")
+    assert tm.load_state(str(tmp_path / "bad.json"), "key1", False, warnings.append) == {}
+    assert "not valid JSON" in warnings[-1]
+
+    # a resumed tenant keeps its entry, marked resumed, and counts as ok and done
+    resumed = tm.StateFile(path, "key1", tenants("a", "b", "c"), tm.load_state(path, "key1", False, warnings.append))
+    resumed.write({"b": dict(status="ok", rc=0, duration=1.0, finished="T2")}, [], True)
+    data = json.load(open(path))
+    assert data["tenants"]["a"]["resumed"] is True and data["ok"] == 2 and data["done"] == 2
+
+
+# ---------------------------------------------------------------- the whole action with a fake process runner
+
+
+def params(**values):
+    spec = tm.argument_spec()
+    result = dict((name, option.get("default")) for name, option in spec.items())
+    result.update(values)
+    return result
+
+
+class FakeProcesses(object):
+    def __init__(self, fail=()):
+        self.fail = set(fail)
+        self.calls = []
+        self.lock = threading.Lock()
+
+    def __call__(self, argv, cwd, env, timeout):
+        with self.lock:
+            self.calls.append((argv, cwd, dict((k, env[k]) for k in ("DB_DATABASE", "DB_PASSWORD") if k in env)))
+        tenant = argv[-1].split("=")[-1]
+        if tenant in self.fail:
+            return dict(rc=1, output="tenant %s: password %s rejected" % (tenant, env.get("DB_PASSWORD")),
+                        timed_out=False, duration=0.01)
+        return dict(rc=0, output="migrated %s" % tenant, timed_out=False, duration=0.01)
+
+
+def action(check_mode=False, fail=(), **values):
+    module = FakeModule(params(**values), check_mode=check_mode)
+    module.warn = lambda text: None
+    processes = FakeProcesses(fail)
+    return tm.TenantMigrate(module, CommandRunner(module), run=processes), processes
+
+
+ARGS = dict(tenants=["a", "b", "c"], database_template="tenant_{tenant}",
+            command=["php", "artisan", "tenants:migrate", "--tenants={tenant}"],
+            env={"DB_DATABASE": "{database}", "DB_PASSWORD": "pw-123"})
+
+
+def test_action_runs_every_tenant_with_rendered_argv_and_env():
+    migrate, processes = action(**ARGS)
+    result = migrate.run()
+    assert result["changed"] is True and result["failed"] == [] and result["failed_tenants"] == []
+    assert [r["status"] for r in result["results"]] == ["ok", "ok", "ok"]
+    assert sorted(processes.calls) == [
+        (["/usr/bin/php", "artisan", "tenants:migrate", "--tenants=%s" % t], None,
+         {"DB_DATABASE": "tenant_%s" % t, "DB_PASSWORD": "pw-123"}) for t in "abc"]
+    assert result["summary"] == dict(total=3, ok=3, failed=0, timeout=0, skipped=0, not_run=0, runs=3,
+                                     duration=result["summary"]["duration"], concurrency=4, batch_size=1)
+    assert result["results"][0] == dict(tenant="a", database="tenant_a", status="ok", rc=0, duration=0.01,
+                                        output_tail="migrated a")
+
+
+def test_action_failure_names_tenants_and_masks_secrets():
+    migrate, _processes = action(fail=["b"], **ARGS)
+    with pytest.raises(SafeshipError) as err:
+        migrate.run()
+    assert err.value.msg.startswith("tenant migrations failed for 1 of 3 tenants: b (exit 1).")
+    details = err.value.details
+    assert details["changed"] is True and details["failed"] == ["b"] and details["failed_tenants"] == ["b"]
+    assert [r["status"] for r in details["results"]] == ["ok", "failed", "ok"]
+    assert details["results"][1]["output_tail"] == "tenant b: password ******** rejected"
+    assert "pw-123" not in json.dumps(details)
+
+
+def test_action_check_mode_runs_nothing():
+    migrate, processes = action(check_mode=True, **ARGS)
+    result = migrate.run()
+    assert processes.calls == []
+    assert result["changed"] is True and result["would_run"] == ["a", "b", "c"]
+    assert set((r["status"], r["reason"]) for r in result["results"]) == {("not_run", "check mode: would run")}
+
+
+def test_action_resumes_from_the_state_file(tmp_path):
+    state = str(tmp_path / "state.json")
+    migrate, _processes = action(fail=["b"], state_file=state, **ARGS)
+    with pytest.raises(SafeshipError):
+        migrate.run()
+    migrate, processes = action(state_file=state, **ARGS)
+    result = migrate.run()
+    assert [argv[-1] for argv, _cwd, _env in processes.calls] == ["--tenants=b"]
+    assert [(r["status"], r.get("reason")) for r in result["results"]] == [
+        ("skipped", "ok in state file"), ("ok", None), ("skipped", "ok in state file")]
+    # check mode on the finished state: nothing would run
+    migrate, processes = action(check_mode=True, state_file=state, **ARGS)
+    result = migrate.run()
+    assert result["changed"] is False and result["would_run"] == [] and processes.calls == []
+
+
+@pytest.mark.parametrize("values,message", [
+    (dict(command=["php", "artisan", "migrate:fresh"]), "'migrate:fresh' destroys data"),
+    (dict(command=["php", "x", "pw-123"]), "secrets travel in env only"),
+    (dict(concurrency=0), "concurrency must be at least 1"),
+    (dict(batch_size=0), "batch_size must be at least 1"),
+    (dict(canary=-1), "canary must be at least 0"),
+    (dict(max_failures=-1), "max_failures must be 0 or more"),
+    (dict(timeout=0), "timeout must be a positive number"),
+    (dict(chdir="/nonexistent/release"), "chdir /nonexistent/release is not a directory"),
+    (dict(command=["./bin/migrate"], chdir="/"), "is not an executable file"),
+])
+def test_action_refuses_bad_input_before_running(values, message):
+    args = dict(ARGS)
+    args.update(values)
+    migrate, processes = action(**args)
+    with pytest.raises(SafeshipError) as err:
+        migrate.run()
+    assert message in err.value.msg
+    assert processes.calls == []
+
+
+def test_action_allows_destructive_when_told():
+    args = dict(ARGS)
+    args.update(command=["php", "artisan", "tenants:migrate", "--tenants={tenant}", "--fresh"], allow_destructive=True)
+    migrate, processes = action(**args)
+    assert migrate.run()["summary"]["ok"] == 3 and len(processes.calls) == 3
