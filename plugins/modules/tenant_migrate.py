@@ -256,7 +256,8 @@ EXAMPLES = r"""
   ansible.builtin.slurp:
     src: /var/lib/app/tenant-migrate.json
   register: tenant_progress
-  until: (tenant_progress.content | b64decode | from_json).finished
+  # the file appears once the run has started
+  until: tenant_progress is succeeded and (tenant_progress.content | b64decode | from_json).finished
   retries: 360
   delay: 10
 

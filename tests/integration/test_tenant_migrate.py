@@ -249,7 +249,7 @@ def test_destructive_commands_refused_unless_allowed(lab, run_module):
     assert tables(lab.server, lab.databases["t03"]) == TENANT_TABLES
 
 
-def test_missing_tenant_database_fails_only_that_tenant(lab, run_module):
+def test_tenants_that_cannot_be_checked_are_not_skipped(lab, run_module):
     lab.server.drop_database(lab.databases["t11"])
     result = run_module("tenant_migrate", lab.args(skip_up_to_date=True, concurrency=6))
     assert result["failed"] is True and result["failed_tenants"] == ["t11"], result.get("msg")
@@ -257,6 +257,17 @@ def test_missing_tenant_database_fails_only_that_tenant(lab, run_module):
     assert "pending" not in by_tenant(result)["t11"]
     assert by_tenant(result)["t11"]["status"] == "failed"
     assert result["summary"]["ok"] == 19
+    no_secret(result, lab.password)
+
+    # the others are up to date, but a check that cannot log in reads nothing: every tenant runs (and, with the
+    # right password in env, succeeds), and a warning says why
+    args = lab.args(skip_up_to_date=True, login_password="wrong-password",
+                    tenants=[dict(id=t, database=lab.databases[t]) for t in TENANTS if t != "t11"])
+    del args["tenants_query"]
+    result = run_module("tenant_migrate", args)
+    assert not result.get("failed"), result
+    assert result["changed"] is True and result["summary"]["runs"] == 19 and result["summary"]["ok"] == 19
+    assert "authentication failed" in json.dumps(result["warnings"])
     no_secret(result, lab.password)
 
 
