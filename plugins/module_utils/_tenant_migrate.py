@@ -324,9 +324,10 @@ class Executor(object):
 
     Canaries run first, one at a time; a canary failure stops everything. Then a dynamic queue of
     batches is served by `concurrency` threads. A failed batch goes back to the front of the queue as
-    single tenants (each run alone, rendered as a one-tenant batch). Once more than max_failures
-    tenants failed, no new unit starts. on_update(executor) is called (under the lock) after every
-    settled unit and whenever work starts.
+    single tenants (each run alone, rendered as a one-tenant batch); workers wait while such retries may
+    still come. Once more than max_failures tenants failed, no new unit starts. on_update(executor) is
+    called (under the lock) after every settled unit and whenever work starts; an OSError there is kept
+    in update_error and the run goes on.
     """
 
     def __init__(self, run_unit, concurrency=4, batch_size=1, canary=0, max_failures=None, on_update=None):
@@ -337,6 +338,10 @@ class Executor(object):
         self.max_failures = max_failures
         self.on_update = on_update
         self.lock = threading.Lock()
+        # workers wait on it while the queue is empty but a running batch may still put its retries back
+        self.cond = threading.Condition(self.lock)
+        self.in_flight = 0
+        self.update_error = None
         self.results = {}
         self.running = []
         self.failures = 0
@@ -363,7 +368,7 @@ class Executor(object):
         for start in range(0, len(rest), self.batch_size):
             self.queue.append(rest[start:start + self.batch_size])
         workers = [threading.Thread(target=self._worker, name="tenant-migrate-%d" % n)
-                   for n in range(min(self.concurrency, len(self.queue)))]
+                   for n in range(min(self.concurrency, len(rest)))]
         for worker in workers:
             worker.daemon = True
             worker.start()
@@ -380,17 +385,27 @@ class Executor(object):
 
     def _start(self, unit):
         with self.lock:
+            self.in_flight += 1
             self.running.extend(t.id for t in unit)
             self._update()
 
     def _update(self):
-        if self.on_update is not None:
+        if self.on_update is None:
+            return
+        try:
             self.on_update(self)
+        except (OSError, IOError, SafeshipError) as exc:
+            # progress reporting (the state file) must not abandon tenants half-way: remember, go on
+            if self.update_error is None:
+                self.update_error = exc
 
     def _worker(self):
         while True:
-            with self.lock:
+            with self.cond:
+                while not self.queue and self.in_flight:
+                    self.cond.wait()
                 if not self.queue:
+                    self.cond.notify_all()
                     return
                 unit = self.queue.popleft()
                 if self.stopped():
@@ -399,6 +414,7 @@ class Executor(object):
                                       % self.max_failures)
                     self._update()
                     continue
+                self.in_flight += 1
                 self.running.extend(t.id for t in unit)
                 self._update()
             self._execute(unit)
@@ -410,28 +426,36 @@ class Executor(object):
             outcome = dict(rc=None, output="internal error: %s" % exc, timed_out=False, duration=0.0)
         finished = iso(utc_now())
         ok = outcome["rc"] == 0 and not outcome["timed_out"]
-        with self.lock:
-            self.runs += 1
-            for tenant in unit:
-                if tenant.id in self.running:
-                    self.running.remove(tenant.id)
-            if len(unit) > 1 and not ok:
-                # pin the failure: each tenant of the batch again, alone, before anything else
-                for tenant in reversed(unit):
-                    single = _Retry([tenant])
-                    self.queue.appendleft(single)
-                self._update()
-                return
-            status = "ok" if ok else ("timeout" if outcome["timed_out"] else "failed")
-            for tenant in unit:
-                result = dict(status=status, rc=outcome["rc"], duration=round(outcome["duration"], 3),
-                              output=outcome["output"], finished=finished)
-                if isinstance(unit, _Retry):
-                    result["retried"] = True
-                self.results[tenant.id] = result
-                if not ok:
-                    self.failures += 1
+        with self.cond:
+            try:
+                self._settle(unit, outcome, finished, ok)
+            finally:
+                self.in_flight -= 1
+                self.cond.notify_all()
+
+    def _settle(self, unit, outcome, finished, ok):
+        """Under the lock: record the outcome, or put a failed batch back as single tenants."""
+        self.runs += 1
+        for tenant in unit:
+            if tenant.id in self.running:
+                self.running.remove(tenant.id)
+        if len(unit) > 1 and not ok:
+            # pin the failure: each tenant of the batch again, alone, before anything else
+            for tenant in reversed(unit):
+                single = _Retry([tenant])
+                self.queue.appendleft(single)
             self._update()
+            return
+        status = "ok" if ok else ("timeout" if outcome["timed_out"] else "failed")
+        for tenant in unit:
+            result = dict(status=status, rc=outcome["rc"], duration=round(outcome["duration"], 3),
+                          output=outcome["output"], finished=finished)
+            if isinstance(unit, _Retry):
+                result["retried"] = True
+            self.results[tenant.id] = result
+            if not ok:
+                self.failures += 1
+        self._update()
 
 
 class _Retry(list):
@@ -799,9 +823,18 @@ class TenantMigrate(object):
 
         executor = Executor(self.run_unit, concurrency=p["concurrency"], batch_size=p["batch_size"],
                             canary=p["canary"], max_failures=p.get("max_failures"), on_update=on_update)
-        state.write(entries(executor), [], False)
+        try:
+            state.write(entries(executor), [], False)
+        except (OSError, IOError) as exc:
+            raise SafeshipError("cannot write state_file %s: %s (nothing ran)." % (p["state_file"], exc.strerror or exc))
         executor.run(to_run)
-        state.write(entries(executor), [], True)
+        try:
+            state.write(entries(executor), [], True)
+        except (OSError, IOError) as exc:
+            executor.update_error = executor.update_error or exc
+        if executor.update_error is not None:
+            self.warn("the state file %s could not be written: %s" % (
+                p.get("state_file"), getattr(executor.update_error, "msg", None) or executor.update_error))
 
         results = []
         for tenant in tenants:
@@ -809,7 +842,8 @@ class TenantMigrate(object):
             if tenant.id in skipped:
                 result.update(status="skipped", reason=skipped[tenant.id])
             else:
-                outcome = executor.results[tenant.id]
+                outcome = executor.results.get(tenant.id) or dict(
+                    status="not_run", rc=None, duration=0.0, output="", reason="internal error: never started")
                 result.update(status=outcome["status"], rc=outcome["rc"], duration=outcome["duration"],
                               output_tail=outcome["output"])
                 if outcome.get("reason"):

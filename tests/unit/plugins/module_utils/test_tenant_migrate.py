@@ -488,3 +488,32 @@ def test_action_allows_destructive_when_told():
     args.update(command=["php", "artisan", "tenants:migrate", "--tenants={tenant}", "--fresh"], allow_destructive=True)
     migrate, processes = action(**args)
     assert migrate.run()["summary"]["ok"] == 3 and len(processes.calls) == 3
+
+
+def test_retries_of_a_single_big_batch_use_every_worker():
+    # one batch holds every tenant: when it fails, its tenants are retried by all `concurrency` workers
+    runner = FakeRunner(fail=["t03"], delay=0.02)
+    executor, status, _results = run_executor(runner, IDS, concurrency=3, batch_size=10)
+    assert status["t03"] == "failed" and [i for i in IDS if status[i] == "ok"] == [i for i in IDS if i != "t03"]
+    assert executor.runs == 11 and runner.max_active == 3
+    assert executor.in_flight == 0 and not executor.queue
+
+
+def test_a_failing_progress_report_does_not_abandon_tenants():
+    def on_update(executor):
+        raise OSError(28, "No space left on device")
+
+    executor = tm.Executor(FakeRunner(), concurrency=2, on_update=on_update)
+    results = executor.run(tenants(*IDS))
+    assert set(r["status"] for r in results.values()) == {"ok"} and len(results) == 10
+    assert executor.update_error.errno == 28
+
+
+def test_an_unwritable_state_file_fails_before_anything_runs(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "state.json").mkdir()  # rename() onto a directory fails
+    migrate, processes = action(state_file=str(folder / "state.json"), **ARGS)
+    with pytest.raises(SafeshipError) as err:
+        migrate.run()
+    assert "is a directory" in err.value.msg and processes.calls == []
