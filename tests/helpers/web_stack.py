@@ -25,6 +25,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from urllib.parse import urlsplit
 
 PHP_FPM = "/usr/sbin/php-fpm8.2"
 NGINX = "/usr/sbin/nginx"
@@ -505,7 +506,6 @@ class Supervisord(_Daemon):
 # ---- HTTP ---------------------------------------------------------------------------------------
 def http_get(url, headers=None, timeout=10):
     """GET without following redirects -> (status, {lower-case header: value}, body text)."""
-    from urllib.parse import urlsplit
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     try:
