@@ -13,7 +13,8 @@ migration) with laravel_maintenance=always while a watcher polls /up. The tests 
   then is run by it;
 - 6 switches of the role in one ansible-playbook run under 120 requests/s through nginx + PHP-FPM
   ($realpath_root): no request fails, every answer is one release's, both are served in turn;
-and, as a control for the stack alone, a raw `current` swap under the same load."""
+and, as a control for the stack alone, a raw `current` swap under the same load; and that the
+stack leaves no process behind when a test fails inside it."""
 
 import json
 import os
@@ -468,3 +469,38 @@ def test_control_raw_current_swap_under_load(postgres_server, unique_name):
     settled = summary.settled()
     assert settled[0] == V1 and settled[-1] == VERSIONS[order[-1]], summary.report()
     assert len(settled) >= SWITCHES // 2 and all(a != b for a, b in zip(settled, settled[1:])), summary.report()
+
+
+def test_stack_stops_every_process_it_started():
+    """Leaving the blocks on an error stops nginx, PHP-FPM, supervisord and the programs it ran:
+    no process of theirs is left, whatever the test did."""
+    started = {}
+    with pytest.raises(RuntimeError, match="the test failed"):
+        with web_tmpdir() as base:
+            port = free_port()
+            with PhpFpm(base, pm="dynamic", children=3) as fpm, Nginx(base, port, fpm.socket) as nginx, \
+                    Supervisord(base) as sup:
+                with open(os.path.join(sup.conf_dir, "sleeper.conf"), "w") as handle:
+                    handle.write("[program:sleeper]\ncommand = sleep 600\nuser = %s\nnumprocs = 2\n"
+                                 "process_name = %%(program_name)s_%%(process_num)02d\nstartsecs = 0\n" % WEB_USER)
+                assert "sleeper: added process group" in sup.ctl("update").stdout
+                sleepers = new_workers(sup, "sleeper", [])
+                fpm.reload()
+                nginx.reload()
+                for name, daemon in (("php-fpm", fpm), ("nginx", nginx), ("supervisord", sup)):
+                    started[name] = [daemon.pid] + daemon.workers()
+                started["sleepers"] = sleepers
+                assert len(started["php-fpm"]) >= 2 and len(started["nginx"]) == 3
+                assert all(proc_uid(pid) == WEB_UID for pid in sleepers + started["nginx"][1:])
+                raise RuntimeError("the test failed")
+    alive = [(name, pid) for name, pids in started.items() for pid in pids if running(pid)]
+    assert not alive, alive
+
+
+def running(pid):
+    """pid is a process that has not exited (a zombie waiting for its reaper has)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
