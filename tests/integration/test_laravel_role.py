@@ -10,6 +10,7 @@ no supervisor programs here)."""
 import json
 import os
 import pwd
+import shutil
 import stat
 import subprocess
 import threading
@@ -17,7 +18,7 @@ import time
 
 import pytest
 
-from helpers.laravel_app import db_env, make_laravel_release, migrate_status, migration_names, tables
+from helpers.laravel_app import add_tenants, db_env, make_laravel_release, migration_names, tables
 from helpers.laravel_role import CurrentServer, app_base
 from helpers.playbooks import Playbook, recap
 from helpers.releases import current_of, state_of, tree_snapshot
@@ -239,7 +240,11 @@ def test_deploy_v1_then_v2_with_a_migration(app):
     assert batches["2021_01_01_000000_create_notes_table"] == 2
     assert root_owned(storage) == []
 
-    # rollback: code only, v1 serves again; naming the release makes it idempotent
+    # rollback: check mode changes nothing; then code only, v1 serves again; naming the release makes
+    # it idempotent
+    before = tree_snapshot(app.root)
+    ok(app.action("rollback", "--check"))
+    assert tree_snapshot(app.root) == before and app.served() == (200, "2.0.0")
     ok(app.action("rollback"))
     assert app.served() == (200, "1.0.0") and current_of(app.root) == "v1"
     assert state_of(app.root) == {"v1": "good", "v2": "rolled_back"}
@@ -252,3 +257,195 @@ def test_deploy_v1_then_v2_with_a_migration(app):
     assert not watcher.down_seen
     assert app.served() == (200, "2.0.0") and current_of(app.root) == "v2"
 
+
+def test_an_unhealthy_release_is_switched_back(app):
+    ok(app.deploy("v1", "1.0.0"))
+    # v2 brings a migration (maintenance taken) and answers a version the check does not expect
+    proc = app.deploy("v2", "2.0.0", laravel_version="9.9.9", laravel_health_retries=1)
+    assert proc.returncode != 0
+    assert SECRET not in proc.stdout
+    assert "release v2 of %s failed after the switch" % app.root in proc.stdout
+    assert "Rolled back to v1, which is healthy again." in proc.stdout
+    assert current_of(app.root) == "v1" and state_of(app.root) == {"v1": "good", "v2": "bad"}
+    assert app.served() == (200, "1.0.0")
+    assert not os.path.exists(os.path.join(app.root, "shared", "storage", "framework", "down"))
+    # the migration stays applied: rolling back code does not undo it
+    assert "notes" in tables(app.server, app.central)
+
+
+def test_a_broken_config_fails_before_the_switch(app, tmp_path):
+    ok(app.deploy("v1", "1.0.0"))
+    broken = str(tmp_path / "broken")
+    shutil.copytree(artifact(app.base, "2.0.0"), broken)
+    with open(os.path.join(broken, "config", "app.php"), "a") as handle:
+        handle.write("\nthis is not php;\n")
+    with DownWatcher(app) as watcher:
+        proc = app.deploy("v2", "2.0.0", laravel_artifact=broken)
+    assert proc.returncode != 0
+    assert "release v2 of %s was not switched to" % app.root in proc.stdout
+    assert "Build the caches in the release" in proc.stdout and "syntax error" in proc.stdout
+    assert "The live release v1 still serves" in proc.stdout
+    # never down, never switched, nothing migrated
+    assert not watcher.down_seen and set(watcher.statuses) == {200}
+    assert current_of(app.root) == "v1" and state_of(app.root) == {"v1": "good", "v2": "ready"}
+    assert "notes" not in tables(app.server, app.central)
+    assert app.served() == (200, "1.0.0")
+
+
+def crontab(user="www-data"):
+    done = subprocess.run(["crontab", "-l", "-u", user], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, check=False)
+    return done.stdout if done.returncode == 0 else ""
+
+
+def remove_cron_entries(root):
+    """Drop this test's entries from www-data's crontab (other tests' stay)."""
+    lines = crontab().splitlines(True)
+    kept, skip = [], False
+    for line in lines:
+        if skip:
+            skip = False
+            continue
+        if line.startswith("#Ansible: ") and root in line:
+            skip = True
+            continue
+        kept.append(line)
+    subprocess.run(["crontab", "-u", "www-data", "-"], input="".join(kept), universal_newlines=True, check=True)
+
+
+@pytest.fixture()
+def two_hosts(request, tmp_path, unique_name, postgres_server):
+    """Two hosts (local connections), each with its own application root, one central database."""
+    central = unique_name + "_central"
+    postgres_server.create_database(central)
+    with app_base() as base:
+        playbook = Playbook(tmp_path / "play", hosts=("app1", "app2"))
+        roots = {}
+        os.makedirs(os.path.join(playbook.workdir, "host_vars"))
+        for host in ("app1", "app2"):
+            roots[host] = os.path.join(base, host, "shop")
+            with open(os.path.join(playbook.workdir, "host_vars", host + ".yml"), "w") as handle:
+                json.dump({"laravel_app_root": roots[host]}, handle)
+        try:
+            yield playbook, roots, base, central
+        finally:
+            for root in roots.values():
+                remove_cron_entries(root)
+            postgres_server.drop_database(central)
+
+
+def test_two_hosts_migrate_once_and_get_one_cron_entry_each(two_hosts, postgres_server):
+    playbook, roots, base, central = two_hosts
+    env = db_env(postgres_server, central)
+    common = dict(laravel_env=env, laravel_nginx_site=False, laravel_scheduler=True)
+    for release_id, version in (("v1", "1.0.0"), ("v2", "2.0.0")):
+        proc = ok(playbook.run(DEPLOY, dict(common, laravel_release_id=release_id,
+                                            laravel_artifact=artifact(base, version))))
+        # one migrate for both hosts, on the first one (run_once)
+        section = proc.stdout.split("Run artisan migrate --force in the new release]", 1)[1].split("TASK [", 1)[0]
+        assert "changed: [app1]" in section and "app2" not in section
+        # maintenance (v2) on both hosts' live releases
+        if release_id == "v2":
+            section = proc.stdout.split("Put the live release in maintenance mode]", 1)[1].split("TASK [", 1)[0]
+            assert "changed: [app1]" in section and "changed: [app2]" in section
+        for root in roots.values():
+            assert current_of(root) == release_id
+    batches = dict(postgres_server.execute("SELECT migration, batch FROM migrations", central))
+    assert batches["2021_01_01_000000_create_notes_table"] == 2
+    assert max(batches.values()) == 2
+
+    # one scheduler entry per application root, after two deploys
+    table = crontab()
+    for root in roots.values():
+        job = "cd %s/current && php artisan schedule:run >> /dev/null 2>&1" % root
+        assert table.count(job) == 1, table
+        assert table.count("#Ansible: safeship.webapp.laravel schedule:run %s\n" % root) == 1
+    # the entry runs: schedule:run as www-data in current writes the heartbeat as www-data
+    run = subprocess.run(["runuser", "-u", "www-data", "--", "sh", "-c",
+                          "cd %s/current && php artisan schedule:run" % roots["app1"]],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, check=False)
+    assert run.returncode == 0, run.stdout
+    heartbeat = os.path.join(roots["app1"], "shared", "storage", "app", "heartbeat.log")
+    with open(heartbeat) as handle:
+        assert handle.read().split()[1] == "2.0.0"
+    assert os.stat(heartbeat).st_uid == WEB_UID
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(laravel_app_root="srv/shop"), "laravel_app_root must be an absolute path"),
+    (dict(laravel_caches=["config", "routes"]), "laravel_caches"),
+    (dict(laravel_action="deploy-now"), "laravel_action"),
+    (dict(laravel_env={"NOT-VALID": "x"}), "NOT-VALID"),
+    (dict(laravel_supervisor_programs=[dict(name="a b")]), "laravel_supervisor_programs needs a unique name"),
+    (dict(laravel_tenants_migrate=True), "with laravel_tenants_migrate, give either laravel_tenants"),
+    (dict(laravel_artifact=""), "a deploy needs laravel_artifact"),
+])
+def test_bad_variables_fail_before_anything_changes(tmp_path, bad, message):
+    with app_base() as base:
+        root = os.path.join(base, "srv", "shop")
+        extra = dict(laravel_app_root=root, laravel_release_id="v1", laravel_artifact=artifact(base, "1.0.0"),
+                     laravel_nginx_site=False, laravel_scheduler=False, laravel_env={"APP_ENV": "production"})
+        extra.update(bad)
+        proc = Playbook(tmp_path / "play").run(DEPLOY, extra)
+        assert proc.returncode != 0
+        assert message in proc.stdout
+        assert recap(proc.stdout)["failed"] == 1 and recap(proc.stdout)["changed"] == 0
+        assert not os.path.exists(root) and not os.path.exists(os.path.join(base, "srv", "shop"))
+
+
+DEPLOY_AND_REPORT_TENANTS = DEPLOY + """\
+  post_tasks:
+    - name: Report which tenants ran
+      ansible.builtin.debug:
+        msg: "RAN={{ laravel_tenant_migration.results | rejectattr('status', 'equalto', 'skipped')
+                     | map(attribute='tenant') | list | to_json }}"
+"""
+
+
+def test_twenty_tenants_migrate_once_and_a_failed_one_resumes(app, unique_name):
+    ok(app.deploy("v1", "1.0.0"))
+    server, quote = app.server, '"' if app.server.engine == "postgresql" else "`"
+    tenants = {}
+    for number in range(1, 21):
+        tenant_id = "tenant%02d" % number
+        tenants[tenant_id] = "%s_%s" % (unique_name, tenant_id)
+        server.create_database(tenants[tenant_id])
+    add_tenants(server, app.central, tenants)
+    # tenant07's database has a posts table already: its first tenant migration fails
+    server.execute("CREATE TABLE posts (id INTEGER PRIMARY KEY)", tenants["tenant07"])
+    tenant_vars = dict(
+        laravel_tenants_migrate=True,
+        laravel_tenants_query="SELECT id, %sdatabase%s FROM tenants ORDER BY id" % (quote, quote),
+        laravel_tenant_db=dict(engine=server.engine, login_host="127.0.0.1", login_port=server.port,
+                               login_user=server.user, login_password=server.password, database=app.central),
+    )
+    try:
+        proc = app.deploy("v2", "2.0.0", **tenant_vars)
+        assert proc.returncode != 0
+        assert server.password not in proc.stdout and SECRET not in proc.stdout
+        assert "release v2 of %s was not switched to" % app.root in proc.stdout
+        assert "tenant07" in proc.stdout
+        # the central migration ran, the other 19 tenants are migrated, v1 serves again (maintenance lifted)
+        assert "notes" in tables(server, app.central)
+        for tenant_id, database in tenants.items():
+            assert ("comments" in tables(server, database)) == (tenant_id != "tenant07")
+        assert current_of(app.root) == "v1" and app.served() == (200, "1.0.0")
+        assert not os.path.exists(os.path.join(app.root, "shared", "storage", "framework", "down"))
+        state_file = os.path.join(app.root, ".safeship", "tenants", "v2.json")
+        with open(state_file) as handle:
+            state = json.load(handle)
+        assert sorted(tid for tid, entry in state["tenants"].items() if entry["status"] == "ok") == sorted(
+            tid for tid in tenants if tid != "tenant07")
+        assert root_owned(os.path.join(app.root, "shared", "storage")) == []
+
+        # fixed, the same deploy again runs tenant07 only and switches
+        server.execute("DROP TABLE posts", tenants["tenant07"])
+        extra = dict(app.vars, laravel_release_id="v2", laravel_artifact=artifact(app.base, "2.0.0"), **tenant_vars)
+        proc = ok(app.playbook.run(DEPLOY_AND_REPORT_TENANTS, extra))
+        assert 'RAN=[\\"tenant07\\"]' in proc.stdout or 'RAN=["tenant07"]' in proc.stdout
+        assert "comments" in tables(server, tenants["tenant07"])
+        assert current_of(app.root) == "v2" and app.served() == (200, "2.0.0")
+        assert state_of(app.root) == {"v1": "good", "v2": "good"}
+    finally:
+        for database in tenants.values():
+            server.drop_database(database)
