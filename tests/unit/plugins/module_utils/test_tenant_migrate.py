@@ -392,7 +392,8 @@ class FakeProcesses(object):
 
     def __call__(self, argv, cwd, env, timeout):
         with self.lock:
-            self.calls.append((argv, cwd, dict((k, env[k]) for k in ("DB_DATABASE", "DB_PASSWORD") if k in env)))
+            self.calls.append((argv, cwd, dict((k, env[k]) for k in ("DB_DATABASE", "DB_PASSWORD", "PGPASSWORD")
+                                               if k in env)))
         tenant = argv[-1].split("=")[-1]
         if tenant in self.fail:
             return dict(rc=1, output="tenant %s: password %s rejected" % (tenant, env.get("DB_PASSWORD")),
@@ -400,8 +401,8 @@ class FakeProcesses(object):
         return dict(rc=0, output="migrated %s" % tenant, timed_out=False, duration=0.01)
 
 
-def action(check_mode=False, fail=(), **values):
-    module = FakeModule(params(**values), check_mode=check_mode)
+def action(check_mode=False, fail=(), outputs=None, **values):
+    module = FakeModule(params(**values), check_mode=check_mode, outputs=outputs)
     module.warn = lambda text: None
     processes = FakeProcesses(fail)
     return tm.TenantMigrate(module, CommandRunner(module), run=processes), processes
@@ -517,3 +518,17 @@ def test_an_unwritable_state_file_fails_before_anything_runs(tmp_path):
     with pytest.raises(SafeshipError) as err:
         migrate.run()
     assert "is a directory" in err.value.msg and processes.calls == []
+
+
+def test_tenants_query_login_password_stays_out_of_the_commands():
+    args = dict(ARGS, engine="postgresql", login_host="db", login_user="app", login_password="login-secret",
+                database="central", tenants_query="SELECT id, database FROM tenants")
+    del args["tenants"]
+    migrate, processes = action(outputs=[(0, "a,db_a\nb,db_b\n", "")], **args)
+    result = migrate.run()
+    query_argv, query_kwargs = migrate.module.calls[0]
+    assert query_argv[-1] == "SELECT id, database FROM tenants" and "login-secret" not in " ".join(query_argv)
+    assert query_kwargs["environ_update"]["PGPASSWORD"] == "login-secret"
+    assert [r["database"] for r in result["results"]] == ["db_a", "db_b"]
+    # the tenant commands get env, not the module's own database login
+    assert all("PGPASSWORD" not in env for _argv, _cwd, env in processes.calls) and len(processes.calls) == 2
