@@ -13,6 +13,7 @@ import pwd
 import shutil
 import stat
 import subprocess
+import tarfile
 import threading
 import time
 
@@ -338,9 +339,13 @@ def test_two_hosts_migrate_once_and_get_one_cron_entry_each(two_hosts, postgres_
     playbook, roots, base, central = two_hosts
     env = db_env(postgres_server, central)
     common = dict(laravel_env=env, laravel_nginx_site=False, laravel_scheduler=True)
-    for release_id, version in (("v1", "1.0.0"), ("v2", "2.0.0")):
-        proc = ok(playbook.run(DEPLOY, dict(common, laravel_release_id=release_id,
-                                            laravel_artifact=artifact(base, version))))
+    # v1 from a directory, v2 from a tarball (one top directory, stripped)
+    tarball = os.path.join(base, "shop-2.0.0.tar.gz")
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(artifact(base, "2.0.0"), arcname="shop-2.0.0")
+    for release_id, source in (("v1", dict(laravel_artifact=artifact(base, "1.0.0"))),
+                               ("v2", dict(laravel_artifact=tarball, laravel_artifact_strip_components=1))):
+        proc = ok(playbook.run(DEPLOY, dict(common, laravel_release_id=release_id, **source)))
         # one migrate for both hosts, on the first one (run_once)
         section = proc.stdout.split("Run artisan migrate --force in the new release]", 1)[1].split("TASK [", 1)[0]
         assert "changed: [app1]" in section and "app2" not in section
@@ -353,6 +358,10 @@ def test_two_hosts_migrate_once_and_get_one_cron_entry_each(two_hosts, postgres_
     batches = dict(postgres_server.execute("SELECT migration, batch FROM migrations", central))
     assert batches["2021_01_01_000000_create_notes_table"] == 2
     assert max(batches.values()) == 2
+    for root in roots.values():
+        assert state_of(root) == {"v1": "good", "v2": "good"}
+        assert os.path.isfile(os.path.join(root, "releases", "v2", "database", "migrations",
+                                           "2021_01_01_000000_create_notes_table.php"))
 
     # one scheduler entry per application root, after two deploys
     table = crontab()
