@@ -458,3 +458,23 @@ def test_twenty_tenants_migrate_once_and_a_failed_one_resumes(app, unique_name):
     finally:
         for database in tenants.values():
             server.drop_database(database)
+
+
+@pytest.mark.parametrize("app", ["postgresql"], indirect=True)
+def test_a_migration_lock_held_elsewhere_stops_the_deploy_before_the_switch(app, run_module):
+    ok(app.deploy("v1", "1.0.0"))
+    lock = os.path.join(app.root, ".safeship", "laravel-migrate.lock")
+    held = run_module("deploy_lock", dict(path=lock, owner="alice@ops", reason="hotfix", ttl="1h"))
+    assert held["changed"] and not held.get("failed"), held
+    with DownWatcher(app) as watcher:
+        proc = app.deploy("v2", "2.0.0")
+    assert proc.returncode != 0
+    assert "release v2 of %s was not switched to" % app.root in proc.stdout
+    assert "Take the migration lock" in proc.stdout and "is held by alice@ops" in proc.stdout
+    # the lock is taken before maintenance mode: never down, nothing migrated, v1 serves
+    assert not watcher.down_seen and set(watcher.statuses) == {200}
+    assert not os.path.exists(os.path.join(app.root, "shared", "storage", "framework", "down"))
+    assert "notes" not in tables(app.server, app.central)
+    assert current_of(app.root) == "v1" and app.served() == (200, "1.0.0")
+    with open(lock) as handle:
+        assert json.load(handle)["owner"] == "alice@ops"
