@@ -272,6 +272,11 @@ def test_an_unhealthy_release_is_switched_back(app):
     assert not os.path.exists(os.path.join(app.root, "shared", "storage", "framework", "down"))
     # the migration stays applied: rolling back code does not undo it
     assert "notes" in tables(app.server, app.central)
+    # the bad release is not deployed again under the same id
+    before = tree_snapshot(app.root)
+    again = app.deploy("v2", "2.0.0")
+    assert again.returncode != 0 and "release v2 of %s is marked bad" % app.root in again.stdout
+    assert tree_snapshot(app.root) == before and app.served() == (200, "1.0.0")
 
 
 def test_a_broken_config_fails_before_the_switch(app, tmp_path):
