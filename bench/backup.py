@@ -38,7 +38,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
@@ -46,7 +45,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import BenchError, first_line, log, machine, utc_stamp, write_json
+from benchlib import BenchError, clean_up, first_line, log, machine, utc_stamp, write_json
 from benchlib import run as run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -639,20 +638,8 @@ class Bench(object):
             self.cleanup()
 
     def cleanup(self):
-        # Ctrl-C again while cleaning up must not leave servers behind.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            for server in (self.pg, self.my):
-                if server is not None:
-                    try:
-                        server.stop()
-                    except Exception as exc:  # keep cleaning up
-                        log("stopping %s failed: %s" % (type(server).__name__, exc))
-            if self.workdir:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-                log("servers stopped, %s removed" % self.workdir)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        clean_up(self.workdir, [(type(server).__name__, server.stop) for server in (self.pg, self.my) if server is not None],
+                 "servers stopped")
 
 
 def parse_args(argv=None):

@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +60,23 @@ def write_json(path, data):
     with open(path, "w") as handle:
         handle.write(text + "\n")
     log("JSON written to %s" % path)
+
+
+def clean_up(workdir, closers, stopped):
+    """Close what is still running, then remove workdir. closers: (name, callable) pairs; a failing one is
+    logged and the rest still run. A second Ctrl-C meanwhile is ignored so nothing is left behind."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for name, close in closers:
+            try:
+                close()
+            except Exception as exc:  # keep cleaning up
+                log("stopping %s failed: %s" % (name, exc))
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+            log("%s, %s removed" % (stopped, workdir))
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run(bench_main):

@@ -41,14 +41,12 @@ from __future__ import print_function
 import argparse
 import json
 import os
-import shutil
-import signal
 import statistics
 import sys
 import tempfile
 import time
 
-from benchlib import BenchError, first_line, log, machine, utc_stamp, write_json
+from benchlib import BenchError, clean_up, first_line, log, machine, utc_stamp, write_json
 from benchlib import run as run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -311,19 +309,8 @@ class Bench(object):
             self.cleanup()
 
     def cleanup(self):
-        # Ctrl-C again while cleaning up must not leave pm2 daemons behind.
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            if self.strategy is not None:
-                try:
-                    self.strategy.close()
-                except Exception as exc:  # keep cleaning up
-                    log("stopping %s failed: %s" % (self.strategy.key, exc))
-            if self.workdir:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-                log("pm2 daemons killed, %s removed" % self.workdir)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        closers = [(self.strategy.key, self.strategy.close)] if self.strategy is not None else []
+        clean_up(self.workdir, closers, "pm2 daemons killed")
 
 
 def parse_args(argv=None):

@@ -39,13 +39,12 @@ from __future__ import print_function
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import sys
 import tempfile
 import time
 
-from benchlib import BenchError, first_line, log, machine, utc_stamp, write_json
+from benchlib import BenchError, clean_up, first_line, log, machine, utc_stamp, write_json
 from benchlib import run as run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -295,18 +294,8 @@ class Bench(object):
         return data
 
     def cleanup(self):
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-        try:
-            if self.current is not None:
-                try:
-                    self.current.close()
-                except Exception as exc:  # keep cleaning up
-                    log("stopping the %s server failed: %s" % (self.current.engine, exc))
-            if self.workdir:
-                shutil.rmtree(self.workdir, ignore_errors=True)
-                log("servers stopped, %s removed" % self.workdir)
-        finally:
-            signal.signal(signal.SIGINT, previous)
+        closers = [("the %s server" % self.current.engine, self.current.close)] if self.current is not None else []
+        clean_up(self.workdir, closers, "servers stopped")
 
 
 def parse_args(argv=None):

@@ -167,3 +167,34 @@ def php_server(path, port, env=None, timeout=10):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+class LaravelLab(object):
+    """A release of the fixture at `path` whose central database is a new one on a throwaway server.
+
+    With password_in_env the release's .env has no DB_PASSWORD: it is in .env_vars (the environment
+    the commands get), as a deploy tool passes it. Every database made through create_database (the
+    central one too) is dropped by close()."""
+
+    def __init__(self, server, path, name, version, password_in_env=False):
+        self.server = server
+        self.created = []
+        self.central = self.create_database(name + "_central")
+        env = db_env(server, self.central)
+        self.password = env.pop("DB_PASSWORD") if password_in_env else env["DB_PASSWORD"]
+        self.env = {"DB_PASSWORD": self.password} if password_in_env else {}
+        self.path = make_laravel_release(path, version, env)
+
+    def create_database(self, name):
+        self.server.create_database(name)
+        self.created.append(name)
+        return name
+
+    def close(self):
+        for database in self.created:
+            self.server.drop_database(database)
+
+
+def lab_server(request):
+    """The throwaway server a fixture parametrized with "postgresql" / "mariadb" asks for."""
+    return request.getfixturevalue("postgres_server" if request.param == "postgresql" else "mariadb_server")

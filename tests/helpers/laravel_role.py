@@ -1,34 +1,21 @@
-"""Helpers for the laravel role's tests: a directory the web user can reach, and an HTTP server that
-follows the `current` symlink on every request as nginx + PHP-FPM with $realpath_root do.
+"""Helpers for the laravel role's tests: an HTTP server that follows the `current` symlink on every
+request as nginx + PHP-FPM with $realpath_root do (apps live in helpers.web_stack.web_tmpdir(): pytest's
+tmp_path is private to root, so www-data could not reach an application there).
 
-app_base() makes a 0755 directory under /tmp (pytest's tmp_path is private to root, so www-data
-could not reach an application there) and removes it afterwards. CurrentServer(app_root) answers
+CurrentServer(app_root) answers
 on a free port; each request resolves <app_root>/current and is forwarded to a `php -S` of that
 release's public/, started on first use as the web user (so no root-owned file lands in storage)."""
 
-import contextlib
 import http.server
 import os
-import shutil
 import socketserver
 import subprocess
-import tempfile
 import threading
 import time
 import urllib.error
 import urllib.request
 
 from helpers.node_apps import free_port
-
-
-@contextlib.contextmanager
-def app_base(prefix="safeship-laravel-"):
-    path = tempfile.mkdtemp(prefix=prefix)
-    os.chmod(path, 0o755)
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 class _Threaded(socketserver.ThreadingMixIn, http.server.HTTPServer):

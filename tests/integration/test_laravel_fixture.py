@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from helpers.laravel_app import (add_tenants, artisan, db_env, make_laravel_release, migrate_status,
+from helpers.laravel_app import (LaravelLab, add_tenants, artisan, lab_server, make_laravel_release, migrate_status,
                                  migration_names, php_server, tables)
 from helpers.node_apps import free_port
 
@@ -24,29 +24,19 @@ TENANT_TABLES = {"comments", "migrations", "posts"}
 @pytest.fixture(params=["postgresql", "mariadb"])
 def lab(request, tmp_path, unique_name):
     """A release of the fixture (version 2.3.4) whose .env points at an empty central database."""
-    server = request.getfixturevalue("postgres_server" if request.param == "postgresql" else "mariadb_server")
-    central = unique_name + "_central"
-    server.create_database(central)
-    created = [central]
-    release = make_laravel_release(tmp_path / "release", "2.3.4", db_env(server, central))
 
-    class Lab(object):
+    class Lab(LaravelLab):
         def create_tenants(self, count):
             """count tenant databases, named in the central tenants table: {id: database}."""
             tenants = {}
             for number in range(1, count + 1):
-                database = "%s_tenant%d" % (unique_name, number)
-                server.create_database(database)
-                created.append(database)
-                tenants["tenant%d" % number] = database
-            add_tenants(server, central, tenants)
+                tenants["tenant%d" % number] = self.create_database("%s_tenant%d" % (unique_name, number))
+            add_tenants(self.server, self.central, tenants)
             return tenants
 
-    lab = Lab()
-    lab.server, lab.central, lab.path = server, central, release
+    lab = Lab(lab_server(request), tmp_path / "release", unique_name, "2.3.4")
     yield lab
-    for database in created:
-        server.drop_database(database)
+    lab.close()
 
 
 def ok(result):

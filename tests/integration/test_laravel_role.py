@@ -20,9 +20,10 @@ import time
 import pytest
 
 from helpers.laravel_app import add_tenants, db_env, make_laravel_release, migration_names, tables
-from helpers.laravel_role import CurrentServer, app_base
+from helpers.laravel_role import CurrentServer
 from helpers.playbooks import Playbook, recap
 from helpers.releases import current_of, state_of, tree_snapshot
+from helpers.web_stack import web_tmpdir
 
 SECRET = "pw-9f8e7d6c$x\"q'uote"
 WEB_UID = pwd.getpwnam("www-data").pw_uid
@@ -125,7 +126,7 @@ def app(request, tmp_path, unique_name):
     server = request.getfixturevalue("postgres_server" if request.param == "postgresql" else "mariadb_server")
     central = unique_name + "_central"
     server.create_database(central)
-    with app_base() as base:
+    with web_tmpdir() as base:
         app = App(tmp_path, base, server, central)
         try:
             yield app
@@ -324,7 +325,7 @@ def two_hosts(request, tmp_path, unique_name, postgres_server):
     """Two hosts (local connections), each with its own application root, one central database."""
     central = unique_name + "_central"
     postgres_server.create_database(central)
-    with app_base() as base:
+    with web_tmpdir() as base:
         playbook = Playbook(tmp_path / "play", hosts=("app1", "app2"))
         roots = {}
         os.makedirs(os.path.join(playbook.workdir, "host_vars"))
@@ -395,7 +396,7 @@ def test_two_hosts_migrate_once_and_get_one_cron_entry_each(two_hosts, postgres_
     (dict(laravel_artifact=""), "a deploy needs laravel_artifact"),
 ])
 def test_bad_variables_fail_before_anything_changes(tmp_path, bad, message):
-    with app_base() as base:
+    with web_tmpdir() as base:
         root = os.path.join(base, "srv", "shop")
         extra = dict(laravel_app_root=root, laravel_release_id="v1", laravel_artifact=artifact(base, "1.0.0"),
                      laravel_nginx_site=False, laravel_scheduler=False, laravel_env={"APP_ENV": "production"})

@@ -10,8 +10,7 @@ import stat
 
 import pytest
 
-from helpers.laravel_app import (add_tenants, artisan, db_env, make_laravel_release, migration_names,
-                                 write_env)
+from helpers.laravel_app import LaravelLab, add_tenants, artisan, db_env, lab_server, migration_names, write_env
 
 NOTES = "2021_01_01_000000_create_notes_table"
 NOTES_MIGRATION = """<?php
@@ -39,26 +38,10 @@ class CreateNotesTable extends Migration
 
 @pytest.fixture(params=["postgresql", "mariadb"])
 def lab(request, tmp_path, unique_name):
-    server = request.getfixturevalue("postgres_server" if request.param == "postgresql" else "mariadb_server")
-    central = unique_name + "_central"
-    server.create_database(central)
-    created = [central]
-    env = db_env(server, central)
-    password = env.pop("DB_PASSWORD")
-    release = make_laravel_release(tmp_path / "release", "1.0.0", env)
-
-    class Lab(object):
-        def create_database(self, name):
-            server.create_database(name)
-            created.append(name)
-            return name
-
-    lab = Lab()
-    lab.server, lab.central, lab.path, lab.password = server, central, release, password
-    lab.env = {"DB_PASSWORD": password}
+    """A release whose central database is empty; the password only in lab.env, as a deploy passes it."""
+    lab = LaravelLab(lab_server(request), tmp_path / "release", unique_name, "1.0.0", password_in_env=True)
     yield lab
-    for database in created:
-        server.drop_database(database)
+    lab.close()
 
 
 def no_secret(result, *secrets):

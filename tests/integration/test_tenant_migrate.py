@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from helpers.laravel_app import add_tenants, artisan, db_env, make_laravel_release, migrate_status, \
-    migration_names, tables
+from helpers.laravel_app import LaravelLab, add_tenants, artisan, lab_server, migrate_status, migration_names, tables
 from helpers.playbooks import VENV_BIN, Playbook, recap
 
 TENANTS = ["t%02d" % n for n in range(1, 21)]
@@ -24,40 +23,28 @@ TENANT_TABLES = ["comments", "migrations", "posts"]
 @pytest.fixture(params=["postgresql", "mariadb"])
 def lab(request, tmp_path, unique_name):
     """A migrated central DB with 20 tenants (ids t01..t20, databases <unique>_t01...) and their empty DBs."""
-    server = request.getfixturevalue("postgres_server" if request.param == "postgresql" else "mariadb_server")
-    central = unique_name + "_central"
-    server.create_database(central)
-    created = [central]
-    env = db_env(server, central)
-    password = env.pop("DB_PASSWORD")
-    release = make_laravel_release(tmp_path / "release", "1.0.0", env)
-    migrated = artisan(release, "migrate", "--force", env={"DB_PASSWORD": password})
-    assert migrated.returncode == 0, migrated.stdout
-    databases = dict((tenant, "%s_%s" % (unique_name, tenant)) for tenant in TENANTS)
-    for database in databases.values():
-        server.create_database(database)
-        created.append(database)
-    add_tenants(server, central, databases)
 
-    class Lab(object):
+    class Lab(LaravelLab):
         def args(self, **extra):
             """Module arguments: tenants from the central table, the fixture's per-tenant command."""
-            args = dict(server.conn_params(central), tenants_query="SELECT id, %s FROM tenants ORDER BY id" % (
-                '"database"' if server.engine == "postgresql" else "`database`"),
+            args = dict(self.server.conn_params(self.central), tenants_query="SELECT id, %s FROM tenants ORDER BY id" % (
+                '"database"' if self.server.engine == "postgresql" else "`database`"),
                 command=["php", "artisan", "tenants:migrate", "--tenants={tenant}", "--no-interaction"],
-                env={"DB_PASSWORD": password}, chdir=release)
+                env=dict(self.env), chdir=self.path)
             args.update(extra)
             return args
 
         def migrations(self, tenant):
-            return sorted(server.execute("SELECT migration, batch FROM migrations", databases[tenant]))
+            return sorted(self.server.execute("SELECT migration, batch FROM migrations", self.databases[tenant]))
 
-    lab = Lab()
-    lab.server, lab.central, lab.path, lab.password, lab.databases = server, central, release, password, databases
+    lab = Lab(lab_server(request), tmp_path / "release", unique_name, "1.0.0", password_in_env=True)
+    migrated = artisan(lab.path, "migrate", "--force", env=lab.env)
+    assert migrated.returncode == 0, migrated.stdout
+    lab.databases = dict((tenant, lab.create_database("%s_%s" % (unique_name, tenant))) for tenant in TENANTS)
+    add_tenants(lab.server, lab.central, lab.databases)
     lab.state_file = str(tmp_path / "tenants-state.json")
     yield lab
-    for database in created:
-        server.drop_database(database)
+    lab.close()
 
 
 def no_secret(result, *secrets):
