@@ -236,7 +236,7 @@ class Bench(object):
     def machine(self):
         return dict(machine(), php=first_line([self.php or "php", "--version"]),
                     laravel=first_line([self.php or "php", "-r",
-                                        "require '/usr/share/php/Illuminate/Foundation/Application.php'; "
+                                        "require '/usr/share/php/Illuminate/autoload.php'; "
                                         "echo Illuminate\\Foundation\\Application::VERSION;"]))
 
     def main(self):
