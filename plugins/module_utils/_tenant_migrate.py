@@ -791,14 +791,8 @@ class TenantMigrate(object):
         to_run = [t for t in tenants if t.id not in skipped]
 
         if self.module.check_mode:
-            results = []
-            for tenant in tenants:
-                result = self._result(tenant, pending)
-                if tenant.id in skipped:
-                    result.update(status="skipped", reason=skipped[tenant.id])
-                else:
-                    result.update(status="not_run", reason="check mode: would run")
-                results.append(result)
+            would_run = dict(status="not_run", reason="check mode: would run")
+            results = [self._result(tenant, pending, skipped, would_run) for tenant in tenants]
             return self._finish(results, tenants, started, runs=0, changed=bool(to_run),
                                 extra=dict(would_run=[t.id for t in to_run]))
 
@@ -836,29 +830,27 @@ class TenantMigrate(object):
             self.warn("the state file %s could not be written: %s" % (
                 p.get("state_file"), getattr(executor.update_error, "msg", None) or executor.update_error))
 
-        results = []
-        for tenant in tenants:
-            result = self._result(tenant, pending)
-            if tenant.id in skipped:
-                result.update(status="skipped", reason=skipped[tenant.id])
-            else:
-                outcome = executor.results.get(tenant.id) or dict(
-                    status="not_run", rc=None, duration=0.0, output="", reason="internal error: never started")
-                result.update(status=outcome["status"], rc=outcome["rc"], duration=outcome["duration"],
-                              output_tail=outcome["output"])
-                if outcome.get("reason"):
-                    result["reason"] = outcome["reason"]
-                if outcome.get("retried"):
-                    result["retried"] = True
-            results.append(result)
+        never_started = dict(status="not_run", reason="internal error: never started")
+        results = [self._result(tenant, pending, skipped, executor.results.get(tenant.id) or never_started)
+                   for tenant in tenants]
         return self._finish(results, tenants, started, runs=executor.runs, changed=executor.runs > 0)
 
     @staticmethod
-    def _result(tenant, pending):
+    def _result(tenant, pending, skipped, outcome):
+        """One entry of RV(results): skipped (with its reason), or what the run (outcome) did."""
         result = dict(tenant=tenant.id, database=tenant.database, status=None, rc=None, duration=0.0,
                       output_tail="")
         if tenant.id in pending:
             result["pending"] = pending[tenant.id]
+        if tenant.id in skipped:
+            result.update(status="skipped", reason=skipped[tenant.id])
+            return result
+        result["status"] = outcome["status"]
+        for key, name in (("rc", "rc"), ("duration", "duration"), ("output", "output_tail"), ("reason", "reason")):
+            if outcome.get(key) is not None:
+                result[name] = outcome[key]
+        if outcome.get("retried"):
+            result["retried"] = True
         return result
 
     def _finish(self, results, tenants, started, runs, changed, extra=None):
