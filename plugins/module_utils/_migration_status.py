@@ -174,6 +174,13 @@ _PRISMA_UNREACHABLE = {
     "P1011": "TLS connection failed",
     "P1017": "the server closed the connection",
 }
+# Through a driver adapter (prisma.config.ts, engine "js") Prisma 6 prints these errors without their code
+_PRISMA_ERROR_TEXT = (
+    ("P1001", re.compile(r"^Error: Can't reach database server at ", re.M)),
+    ("P1000", re.compile(r"^Error: Authentication failed against database server", re.M)),
+    ("P1003", re.compile(r"^Error: Database `[^`]*` does not exist", re.M)),
+    ("P1002", re.compile(r"^Error: The database server at .* was reached but timed out", re.M)),
+)
 _SECTIONS = (
     ("pending", re.compile(r"^\s*(?:Following|The) migrations? (?:have|has) not yet been applied:?\s*$", re.I)),
     ("failed", re.compile(r"^\s*Following migrations? (?:have|has) failed:?\s*$", re.I)),
@@ -206,6 +213,10 @@ def _prisma_sections(output):
     return found
 
 
+# P3009 (deploy and status with older CLIs): "The `NAME` migration started at <time> failed"
+_PRISMA_FAILED_AT = re.compile(r"^The `([^`]+)` migration started at .* failed\s*$", re.M)
+
+
 def parse_prisma(rc, output):
     """`prisma migrate status` output (stdout and stderr) -> dict(state, pending, failed, total, message).
 
@@ -215,8 +226,11 @@ def parse_prisma(rc, output):
     total = int(found.group(1)) if found else None
     if re.search(r"No migrations? found in ", output):
         total = 0
-    result = dict(pending=sections["pending"], failed=sections["failed"], total=total, message=None)
+    failed = list(sections["failed"])
+    failed += [name for name in _PRISMA_FAILED_AT.findall(output) if name not in failed]
+    result = dict(pending=sections["pending"], failed=failed, total=total, message=None)
     codes = _PRISMA_ERROR_CODE.findall(output)
+    codes += [code for code, pattern in _PRISMA_ERROR_TEXT if pattern.search(output)]
     unreachable = [code for code in codes if code in _PRISMA_UNREACHABLE]
     if unreachable:
         code = unreachable[0]
@@ -224,9 +238,9 @@ def parse_prisma(rc, output):
                       message="prisma migrate status: %s (%s): %s" % (
                           _PRISMA_UNREACHABLE[code], code, first_lines(_from_error(output))))
         return result
-    if sections["failed"] or "P3009" in codes or re.search(r"migrations? ha(?:ve|s) failed", output, re.I):
+    if failed or "P3009" in codes or re.search(r"migrations? ha(?:ve|s) failed", output, re.I):
         result.update(state="failed", message="failed migration(s) in the database: %s; resolve them with "
-                      "`prisma migrate resolve`" % (", ".join(sections["failed"]) or "see stdout_tail"))
+                      "`prisma migrate resolve`" % (", ".join(failed) or "see stdout_tail"))
         return result
     if (re.search(r"Your local migration history and the migrations table from your database are different", output)
             or re.search(r"\bdrift(?: detected)?\b", output, re.I) or sections["db_only"]):

@@ -110,8 +110,84 @@ Following migration have not yet been applied:
 """),
 }
 
+# Prisma 6.19 through a driver adapter (prisma.config.ts with engine "js", tests/fixtures/prisma_app):
+# the real CLI's outputs, stdout and stderr merged; its database errors carry no P1xxx code
+ADAPTER_HEADER = """Loaded Prisma config from prisma.config.ts.
+
+Prisma config detected, skipping environment variable loading.
+Prisma schema loaded from prisma/schema.prisma
+Datasource "db": PostgreSQL database "shop", schema "public" using driver adapter "@prisma/adapter-pg"
+
+WARNING: Your schema specifies the following datasource properties but you are using a Driver Adapter \
+via prisma.config.ts:
+- url
+
+The values from your schema will NOT be used!
+
+We recommend you to remove those properties from your schema to avoid confusion if you are only using driver \
+adapters.
+
+"""
+PRISMA.update({
+    "adapter_pending": (1, ADAPTER_HEADER + """2 migrations found in prisma/migrations
+Following migrations have not yet been applied:
+20250101000000_create_note
+20250201000000_note_pinned
+
+To apply migrations in development run prisma migrate dev.
+To apply migrations in production run prisma migrate deploy.
+"""),
+    "adapter_up_to_date": (0, ADAPTER_HEADER + """2 migrations found in prisma/migrations
+
+Database schema is up to date!
+"""),
+    "adapter_failed": (1, ADAPTER_HEADER + """3 migrations found in prisma/migrations
+Following migration have failed:
+20250301000000_note_author
+
+During development if the failed migration(s) have not been deployed to a production database you can then \
+fix the migration(s) and run prisma migrate dev.
+
+The failed migration(s) can be marked as rolled back or applied:
+
+- If you rolled back the migration(s) manually:
+prisma migrate resolve --rolled-back "20250301000000_note_author"
+
+- If you fixed the database manually (hotfix):
+prisma migrate resolve --applied "20250301000000_note_author"
+
+Read more about how to resolve migration issues in a production database:
+https://pris.ly/d/migrate-resolve
+"""),
+    "adapter_not_managed": (1, ADAPTER_HEADER + """No migration found in prisma/migrations
+
+The current database is not managed by Prisma Migrate.
+
+Read more about how to baseline an existing production database:
+https://pris.ly/d/migrate-baseline
+"""),
+    "adapter_unreachable": (1, ADAPTER_HEADER + """Error: Can't reach database server at `127.0.0.1:1`
+
+Please make sure your database server is running at `127.0.0.1:1`.
+"""),
+    "adapter_auth": (1, ADAPTER_HEADER + """Error: Authentication failed against database server, the provided database \
+credentials for `postgres` are not valid.
+
+Please make sure to provide valid database credentials for the database server at the configured address.
+"""),
+    "adapter_no_database": (1, ADAPTER_HEADER + """Error: Database `shop_gone` does not exist
+"""),
+})
+
 
 @pytest.mark.parametrize("sample, state, pending, failed, total", [
+    ("adapter_pending", "pending", ["20250101000000_create_note", "20250201000000_note_pinned"], [], 2),
+    ("adapter_up_to_date", "up_to_date", [], [], 2),
+    ("adapter_failed", "failed", [], ["20250301000000_note_author"], 3),
+    ("adapter_not_managed", "not_installed", [], [], 0),
+    ("adapter_unreachable", "error", [], [], None),
+    ("adapter_auth", "error", [], [], None),
+    ("adapter_no_database", "error", [], [], None),
     ("up_to_date", "up_to_date", [], [], 3),
     ("pending_one", "pending", ["20240501093000_add_orders"], [], 3),
     ("pending_two", "pending", ["20240415000000_add_index", "20240501093000_add_orders"], [], 3),
@@ -120,7 +196,7 @@ Following migration have not yet been applied:
     ("not_managed", "not_installed", [], [], 3),
     ("unreachable", "error", [], [], None),
     ("auth", "error", [], [], None),
-    ("p3009", "failed", [], [], 3),
+    ("p3009", "failed", [], ["20240501093000_add_orders"], 3),
     ("no_migrations", "up_to_date", [], [], 0),
     ("old_cli_pending_exit_0", "pending", ["20240501093000_add_orders"], [], 3),
 ])
@@ -135,6 +211,15 @@ def test_parse_prisma(sample, state, pending, failed, total):
         assert parsed["message"] is None
     else:
         assert parsed["message"]
+
+
+@pytest.mark.parametrize("sample, reason", [
+    ("adapter_unreachable", "the database server cannot be reached (P1001): Error: Can't reach database server"),
+    ("adapter_auth", "authentication failed (P1000): Error: Authentication failed"),
+    ("adapter_no_database", "the database does not exist (P1003): Error: Database `shop_gone` does not exist"),
+])
+def test_prisma_adapter_errors_are_named_without_their_code(sample, reason):
+    assert reason in ms.parse_prisma(*PRISMA[sample])["message"]
 
 
 def test_prisma_messages_name_the_reason():
