@@ -6,6 +6,7 @@ database errors (server unreachable, wrong password, missing database). DATABASE
 import json
 import os
 import shutil
+import urllib.parse
 
 import pytest
 
@@ -94,9 +95,8 @@ def test_database_errors(postgres_server, prisma_db, run_module, tmp_path, fault
     bad_url, reason = {
         "unreachable": (url.replace(":%d/" % postgres_server.port, ":%d/" % free_port()),
                         "the database server cannot be reached"),
-        "wrong_password": (prisma_app.database_url(type("S", (), dict(user=postgres_server.user, password=wrong,
-                                                                        port=postgres_server.port)), database),
-                           "authentication failed"),
+        "wrong_password": (url.replace(urllib.parse.quote(postgres_server.password, safe=""),
+                                       urllib.parse.quote(wrong, safe="")), "authentication failed"),
         "missing_database": (url.replace("/" + database, "/" + database + "_gone"), "the database does not exist"),
     }[fault]
     path = prisma_app.make_prisma_release(tmp_path / "v1", "1.0.0")
