@@ -236,7 +236,7 @@ class PrismaMigrate(object):
         if timed_out:
             raise SafeshipError("%s did not finish within %s s (timeout); its process group was killed."
                                 % (what or quote_argv(["prisma"] + list(args)[:3]), self.params["timeout"]),
-                                stdout_tail=tail(output), rc=rc)
+                                stdout_tail=tail(output), prisma_rc=rc)
         return rc, output
 
     def _hint(self, output):
@@ -262,7 +262,7 @@ class PrismaMigrate(object):
 
     def _status_error(self, before, doing):
         return SafeshipError("prisma migrate status failed, so %s: %s%s" % (
-            doing, before["message"], self._hint(before["output"])), state="error", rc=before["rc"],
+            doing, before["message"], self._hint(before["output"])), state="error", prisma_rc=before["rc"],
             stdout_tail=tail(before["output"]))
 
     @staticmethod
@@ -271,22 +271,25 @@ class PrismaMigrate(object):
         details.update(values)
         return details
 
-    def _done(self, result):
-        if self.warnings:
-            result["warnings"] = self.warnings
-        return result
+    def _warn(self):
+        warn = getattr(self.module, "warn", None)
+        for warning in self.warnings if warn else ():
+            warn(warning)
 
     # ------------------------------------------------------------ commands
 
     def run(self):
         self._validate()
-        return self._done(getattr(self, "cmd_" + self.params["command"])())
+        try:
+            return getattr(self, "cmd_" + self.params["command"])()
+        finally:
+            self._warn()
 
     def cmd_status(self):
         st = self.status()
         result = dict(changed=False, command="status", state=st["state"], pending=st["pending"],
                       applied=st["applied"], failed_migrations=st["failed"],
-                      failed_migration=st["failed"][0] if st["failed"] else None, rc=st["rc"],
+                      failed_migration=st["failed"][0] if st["failed"] else None, prisma_rc=st["rc"],
                       stdout_tail=tail(st["output"]))
         if st["message"]:
             result["message"] = st["message"]
@@ -307,7 +310,7 @@ class PrismaMigrate(object):
                 "_prisma_migrations without finished_at) and Prisma refuses new migrations until it is resolved "
                 "(P3009). %s" % (", ".join(before["failed"]) or "(see stdout_tail)", resolve_instructions(name)),
                 **self._details(base, state="failed", failed_migration=name, error_code="P3009",
-                                rc=before["rc"], stdout_tail=tail(before["output"])))
+                                prisma_rc=before["rc"], stdout_tail=tail(before["output"])))
         if before["state"] == "drift":
             self.warnings.append("the database's migration history differs from this release's: %s"
                                  % before["message"])
@@ -323,21 +326,22 @@ class PrismaMigrate(object):
         rc, output = self.prisma(["migrate", "deploy"] + self._schema_args(), what="prisma migrate deploy")
         applied = applied_in_output(output)
         if rc == 0 and not applied and _NOTHING_TO_APPLY.search(output):
-            return dict(base, changed=False, state=before["state"], rc=rc, stdout_tail=tail(output))
+            return dict(base, changed=False, state=before["state"], prisma_rc=rc, stdout_tail=tail(output))
         after = self.status()
         base["pending"] = before["pending"] + [name for name in applied if name not in before["pending"]]
         if rc == 0:
             applied = applied or [name for name in before["pending"] if name in after["applied"]]
             if after["state"] != "up_to_date":
                 self.warnings.append("after the deploy the status is %s: %s" % (after["state"], after["message"]))
-            return dict(base, changed=True, state=after["state"], applied=applied, rc=rc, stdout_tail=tail(output))
+            return dict(base, changed=True, state=after["state"], applied=applied, prisma_rc=rc,
+                        stdout_tail=tail(output))
         name, reason, code = deploy_failure(output)
         if after["failed"]:
             name = after["failed"][0]
         applied = [n for n in before["pending"] if n in after["applied"]]
         changed = bool(applied) or after["state"] == "failed"
         details = self._details(base, changed=changed, state=after["state"], applied=applied, failed_migration=name,
-                                error_code=code, rc=rc, stdout_tail=tail(output))
+                                error_code=code, prisma_rc=rc, stdout_tail=tail(output))
         if name:
             msg = ("prisma migrate deploy failed: migration %s failed%s: %s. Applied before it in this run: %s. "
                    "The database's migration state is now %s. %s" % (
@@ -356,8 +360,8 @@ class PrismaMigrate(object):
         if rc != 0:
             raise SafeshipError("prisma generate failed (rc %s): %s%s" % (
                 rc, first_lines(output[output.find("Error:"):] if "Error:" in output else output),
-                self._hint(output)), rc=rc, stdout_tail=tail(output), **base)
-        return dict(base, changed=True, rc=rc, stdout_tail=tail(output))
+                self._hint(output)), prisma_rc=rc, stdout_tail=tail(output), **base)
+        return dict(base, changed=True, prisma_rc=rc, stdout_tail=tail(output))
 
     def cmd_resolve(self):
         p = self.params
@@ -389,7 +393,8 @@ class PrismaMigrate(object):
         if rc != 0:
             raise SafeshipError("marking migration %s as %s failed (rc %s): %s%s" % (
                 name, how, rc, first_lines(output[output.find("Error:"):] if "Error:" in output else output),
-                self._hint(output)), rc=rc, state=before["state"], method=method, stdout_tail=tail(output), **base)
+                self._hint(output)), prisma_rc=rc, state=before["state"], method=method, stdout_tail=tail(output),
+                **base)
         after = self.status()
         if name in after["failed"]:
             raise SafeshipError("migration %s is still failed after %s." % (name, method), changed=True,
@@ -401,7 +406,8 @@ class PrismaMigrate(object):
             pending = pending + [name]
             state = "pending" if state == "up_to_date" else state
             message = "migration %s is marked rolled back; the next deploy applies it again" % name
-        result = dict(base, changed=True, state=state, pending=pending, method=method, rc=rc, stdout_tail=tail(output))
+        result = dict(base, changed=True, state=state, pending=pending, method=method, prisma_rc=rc,
+                      stdout_tail=tail(output))
         if message:
             result["message"] = message
         return result
@@ -420,5 +426,5 @@ class PrismaMigrate(object):
         if rc != 0:
             raise SafeshipError("prisma %s failed (rc %s): %s%s" % (
                 " ".join(args[:2]), rc, first_lines(output[output.find("Error:"):] if "Error:" in output else output),
-                self._hint(output)), changed=True, rc=rc, stdout_tail=tail(output), **base)
-        return dict(base, changed=True, rc=rc, stdout_tail=tail(output))
+                self._hint(output)), changed=True, prisma_rc=rc, stdout_tail=tail(output), **base)
+        return dict(base, changed=True, prisma_rc=rc, stdout_tail=tail(output))

@@ -224,8 +224,10 @@ message:
   returned: sometimes
   type: str
   sample: would apply 1 migration(s) - 20250201000000_note_pinned
-rc:
-  description: Exit code of the last Prisma command that ran.
+prisma_rc:
+  description:
+    - Exit code of the last Prisma command that ran (C(prisma migrate status) exits 1 for pending or failed
+      migrations too). Not named C(rc), since Ansible fails a task whose result has a non-zero C(rc).
   returned: when a command ran
   type: int
   sample: 0

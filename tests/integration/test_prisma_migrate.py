@@ -60,7 +60,7 @@ def test_deploy_four_ways_then_the_next_release(postgres_server, db, run_module,
     assert (real["changed"], real["state"], real["pending"], real["applied"]) == (True, "up_to_date", [M1], [M1])
     assert real["executed_commands"] == [prisma + " migrate status", prisma + " migrate deploy",
                                          prisma + " migrate status"]
-    assert real["failed_migration"] is None and real["rc"] == 0
+    assert real["failed_migration"] is None and real["prisma_rc"] == 0
     assert prisma_app.migration_rows(postgres_server, database) == {M1: (True, False, 1)}
 
     for check_mode in (False, True):
@@ -165,7 +165,7 @@ def test_destructive_exec_is_refused_and_the_database_untouched(postgres_server,
     assert plan["changed"] is True and plan["executed_commands"] == []
     ran = call(run_module, v1, url, command="exec", prisma_args=["validate"])
     assert not ran.get("failed"), ran
-    assert ran["changed"] is True and ran["rc"] == 0 and "is valid" in ran["stdout_tail"]
+    assert ran["changed"] is True and ran["prisma_rc"] == 0 and "is valid" in ran["stdout_tail"]
     no_secret(ran, secrets_of(postgres_server, url))
 
 

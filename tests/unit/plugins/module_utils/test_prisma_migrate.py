@@ -271,7 +271,7 @@ def test_exec_runs_when_allowed_and_plans_in_check_mode(tmp_path):
     job, _runner, _script = make(tmp_path / "fail", {"db push": [(1, "Error: P1001 boom\n")]}, command="exec",
                                  prisma_args=["db", "push"])
     err = failure(job.run)
-    assert err.msg.startswith("prisma db push failed (rc 1): Error: P1001 boom") and err.details["rc"] == 1
+    assert err.msg.startswith("prisma db push failed (rc 1): Error: P1001 boom") and err.details["prisma_rc"] == 1
 
 
 def test_generate(tmp_path):
@@ -388,3 +388,15 @@ def test_pure_parsers():
     assert pm.deploy_failure(DEPLOY_P3018[1])[0] == C and pm.deploy_failure(DEPLOY_P3018[1])[2] == "P3018"
     name, reason, code = pm.deploy_failure(DEPLOY_ADAPTER[1])
     assert (name, code) == (C, None) and reason == "external connector error / Null constraint failed:"
+
+
+def test_status_is_read_only_and_has_no_rc_key(tmp_path):
+    # Ansible fails any task whose result has a non-zero `rc`: `prisma migrate status` exits 1 when pending
+    for check_mode in (False, True):
+        job, _runner, script = make(tmp_path / str(check_mode), {"migrate status": [STATUS_PENDING]},
+                                    check_mode=check_mode, command="status")
+        result = job.run()
+        assert script.keys == ["migrate status"] and result["changed"] is False
+        assert (result["state"], result["pending"], result["applied"], result["prisma_rc"]) == (
+            "pending", [B, C], [A], 1)
+        assert "rc" not in result and "failed" not in result
