@@ -315,7 +315,9 @@ class PrismaMigrate(object):
             self.warnings.append("the database's migration history differs from this release's: %s"
                                  % before["message"])
         if before["state"] == "not_installed" and not before["pending"]:
+            # no migration in the release and none in the database: deploy would only create _prisma_migrations
             self.warnings.append(before["message"])
+            return dict(base, changed=False, state=before["state"], stdout_tail=tail(before["output"]))
         if self.module.check_mode:
             if not before["pending"]:
                 return dict(base, changed=False, state=before["state"], stdout_tail=tail(before["output"]))

@@ -6,6 +6,7 @@ bad input. DATABASE_URL (and its password, quoted or not) is never in a result n
 
 import json
 import os
+import shutil
 import urllib.parse
 
 import pytest
@@ -198,6 +199,14 @@ def test_generate_status_and_bad_input(postgres_server, db, run_module, tmp_path
     assert missing["failed"] is True and missing["executed_commands"] == []
     assert os.path.join(bare, "node_modules", ".bin", "prisma") in missing["msg"]
     assert "`dependencies`" in missing["msg"] and "npm prune --omit=dev" in missing["msg"]
+
+    # a release without migrations on an unmanaged database: nothing to do, and nothing created
+    empty = prisma_app.make_prisma_release(tmp_path / "empty", "1.0.0")
+    shutil.rmtree(os.path.join(empty, "prisma", "migrations"))
+    nothing = call(run_module, empty, url)
+    assert not nothing.get("failed"), nothing
+    assert (nothing["changed"], nothing["state"], nothing["applied"]) == (False, "not_installed", [])
+    assert len(nothing["executed_commands"]) == 1 and "baseline" in str(nothing["warnings"])
 
     bad = call(run_module, v1, url, command="resolve", resolve_migration="x; DROP TABLE", resolve_as="applied")
     assert bad["failed"] is True and "is not a migration name" in bad["msg"] and bad["executed_commands"] == []

@@ -99,6 +99,7 @@ def app(tmp_path, migrations=(A, B, C)):
         folder = tmp_path / "prisma" / "migrations" / name
         folder.mkdir(parents=True)
         (folder / "migration.sql").write_text("SELECT 1;\n")
+    (tmp_path / "prisma").mkdir(exist_ok=True)
     (tmp_path / "prisma" / "schema.prisma").write_text("// schema\n")
     return str(tmp_path)
 
@@ -400,3 +401,16 @@ def test_status_is_read_only_and_has_no_rc_key(tmp_path):
         assert (result["state"], result["pending"], result["applied"], result["prisma_rc"]) == (
             "pending", [B, C], [A], 1)
         assert "rc" not in result and "failed" not in result
+
+
+def test_deploy_without_migrations_on_an_unmanaged_database_runs_nothing(tmp_path):
+    # `migrate deploy` would create _prisma_migrations there although nothing is applied
+    unmanaged = (1, HEAD + "No migration found in prisma/migrations\n\nThe current database is not managed by "
+                 "Prisma Migrate.\n")
+    chdir = tmp_path / "release"
+    chdir.mkdir()
+    job, _runner, script = make(tmp_path, {"migrate status": [unmanaged]}, chdir=app(chdir, migrations=()))
+    result = job.run()
+    assert script.keys == ["migrate status"]
+    assert (result["changed"], result["state"], result["applied"]) == (False, "not_installed", [])
+    assert "baseline" in job.warnings[0]
