@@ -77,6 +77,10 @@ def release_argument_spec():
         owner=dict(type="str"),
         group=dict(type="str"),
         mode=dict(type="raw", default="0755"),
+        writable_paths=dict(type="list", elements="str", default=[]),
+        writable_owner=dict(type="str"),
+        writable_group=dict(type="str"),
+        writable_mode=dict(type="raw", default="0775"),
     )
 
 
@@ -206,23 +210,40 @@ class Releases(object):
                     raise SafeshipError("shared path %r is inside shared path %r: list only %r (everything below "
                                         "it is shared already)." % (other, rel, rel))
         self.shared = shared
+        self.writable = []
+        for raw in p.get("writable_paths") or []:
+            rel = check_relative_path(raw, "writable_paths")
+            if rel not in self.writable:
+                self.writable.append(rel)
+        self.writable_mode = parse_mode(p.get("writable_mode", "0775"))
+        self.writable_uid = self._user_id(p.get("writable_owner"), "writable_owner")
+        self.writable_gid = self._group_id(p.get("writable_group"), "writable_group")
         if p.get("git_sha") is not None and not _GIT_SHA.match(p["git_sha"]):
             raise SafeshipError("git_sha %r is not a git commit id (7 to 64 hexadecimal digits)." % (p["git_sha"],))
         self.backups = None
         if p.get("backups") is not None:
             self.backups = [normalize_backup(entry) for entry in p["backups"]]
         self.mode = parse_mode(p.get("mode", "0755"))
-        self.uid = self.gid = -1
-        if p.get("owner"):
-            try:
-                self.uid = pwd.getpwnam(p["owner"]).pw_uid
-            except KeyError:
-                raise SafeshipError("owner %r is not a user on this host." % (p["owner"],))
-        if p.get("group"):
-            try:
-                self.gid = grp.getgrnam(p["group"]).gr_gid
-            except KeyError:
-                raise SafeshipError("group %r is not a group on this host." % (p["group"],))
+        self.uid = self._user_id(p.get("owner"), "owner")
+        self.gid = self._group_id(p.get("group"), "group")
+
+    @staticmethod
+    def _user_id(name, option):
+        if not name:
+            return -1
+        try:
+            return pwd.getpwnam(name).pw_uid
+        except KeyError:
+            raise SafeshipError("%s %r is not a user on this host." % (option, name))
+
+    @staticmethod
+    def _group_id(name, option):
+        if not name:
+            return -1
+        try:
+            return grp.getgrnam(name).gr_gid
+        except KeyError:
+            raise SafeshipError("%s %r is not a group on this host." % (option, name))
 
     # ---- paths and the current symlink ---------------------------------------------------------
     def release_path(self, rid):
@@ -527,6 +548,60 @@ class Releases(object):
             os.symlink(link_target, release_item)
         return report
 
+    # ---- writable paths --------------------------------------------------------------------
+    def _writable_target(self, rid, rel):
+        """Where rel of the release really lives: in shared/ when a shared path covers it (the link may not
+        exist yet in a dry run), else in the release itself."""
+        for shared_rel, _kind in self.shared:
+            if rel == shared_rel or rel.startswith(shared_rel + "/"):
+                return self.shared_dir, rel
+        return self.release_path(rid), rel
+
+    def _wrong_owner(self, path, st=None):
+        st = st or os.lstat(path)
+        return ((self.writable_uid != -1 and st.st_uid != self.writable_uid)
+                or (self.writable_gid != -1 and st.st_gid != self.writable_gid))
+
+    def _writable_plan(self, rid):
+        """[{path, target, created, chowned}] for writable_paths: directories to create, and how many
+        entries below each (symlinks not followed) are not yet owned by writable_owner/writable_group."""
+        report = []
+        for rel in self.writable:
+            base, rel = self._writable_target(rid, rel)
+            self._check_parents(base, rel, "writable path's directory")
+            target = os.path.join(base, rel)
+            if os.path.lexists(target) and not os.path.isdir(target):
+                raise SafeshipError("writable path %r is %s, not a directory." % (rel, target))
+            inside_other = any(rel.startswith(other + "/") for other in self.writable)
+            entry = {"path": rel, "target": target, "created": not os.path.lexists(target), "chowned": 0}
+            if not entry["created"] and not inside_other:
+                entry["chowned"] = sum(1 for path in self._tree(target) if self._wrong_owner(path))
+            report.append(entry)
+        return report
+
+    @staticmethod
+    def _tree(top):
+        yield top
+        for dirpath, dirnames, filenames in os.walk(top):
+            for name in dirnames + filenames:
+                yield os.path.join(dirpath, name)
+
+    def _make_writable(self, report):
+        for entry in report:
+            missing, probe = [], entry["target"]
+            while not os.path.lexists(probe):
+                missing.append(probe)
+                probe = os.path.dirname(probe)
+            for path in reversed(missing):
+                os.mkdir(path)
+                os.chmod(path, self.writable_mode)
+                os.lchown(path, self.writable_uid, self.writable_gid)
+        for entry in report:
+            if entry["chowned"]:
+                for path in self._tree(entry["target"]):
+                    if self._wrong_owner(path):
+                        os.lchown(path, self.writable_uid, self.writable_gid)
+
     # ---- the states ------------------------------------------------------------------------
     def _require(self, state, rid, verb):
         rec = self.find(state, rid)
@@ -752,6 +827,10 @@ class Releases(object):
                         remove_path(path)
                 elif op == "shared":
                     self.shared_report = self._link_shared(arg, dry=False)
+                elif op == "writable":
+                    # planned again: the shared step just before may have moved the directories
+                    self.writable_report = self._writable_plan(arg)
+                    self._make_writable(self.writable_report)
                 done.append(op)
         except (OSError, IOError) as exc:
             raise SafeshipError("%s failed in %s: %s" % (
@@ -776,6 +855,7 @@ class Releases(object):
         self.switched_from = None
         self.removed = self.forgotten = self.stale = None
         self.shared_report = None
+        self.writable_report = None
         raw = self._read_state()
         on_disk = raw if raw is not None else self._empty_state()
         state, current, dangling = self._load(raw)
@@ -787,6 +867,10 @@ class Releases(object):
             self.shared_report = self._link_shared(rec["id"], dry=True)
             if any(item["action"] != "unchanged" for item in self.shared_report):
                 self.fs_ops.append(("shared", rec["id"]))
+        if self.writable and self.state in ("present", "ready"):
+            self.writable_report = self._writable_plan(rec["id"])
+            if any(item["created"] or item["chowned"] for item in self.writable_report):
+                self.fs_ops.append(("writable", rec["id"]))
         new_current = current
         for op, arg in self.fs_ops:
             if op == "switch":
@@ -857,6 +941,9 @@ class Releases(object):
         result["unmanaged"] = [n for n in self._release_dirs() if n not in recorded]
         if self.shared_report is not None:
             result["shared"] = self.shared_report
+        if self.writable_report is not None:
+            result["writable"] = [dict(path=e["path"], target=e["target"], created=e["created"],
+                                       chowned=e["chowned"]) for e in self.writable_report]
         if self.state == "switched":
             result["switched_from"] = self.switched_from
         if self.state == "rolled_back":

@@ -144,6 +144,31 @@ options:
       - Mode of the directories the module creates. Quote it (V('0755')) so YAML does not read it as a number.
     type: raw
     default: '0755'
+  writable_paths:
+    description:
+      - Directories relative to the release that the application writes (Laravel's V(storage/framework/views),
+        V(bootstrap/cache)), handled by O(state=present) and O(state=ready) after the shared paths are linked.
+      - A path inside a shared path is handled in C(shared/). Missing directories are created with
+        O(writable_mode), O(writable_owner) and O(writable_group); everything below each path (symlinks not
+        followed) is given O(writable_owner) and O(writable_group), in one pass, so the web server never meets a
+        file it cannot write.
+      - Absolute paths, V(..), and a parent directory that is a symlink are refused.
+    type: list
+    elements: str
+    default: []
+  writable_owner:
+    description:
+      - Owner of O(writable_paths) and everything below them (the web server's user, such as V(www-data)).
+    type: str
+  writable_group:
+    description:
+      - Group of O(writable_paths) and everything below them.
+    type: str
+  writable_mode:
+    description:
+      - Mode of the O(writable_paths) directories the module creates; existing ones keep theirs. Quote it.
+    type: raw
+    default: '0775'
 notes:
   - O(version), O(git_sha), O(backups) and O(protected) are recorded by O(state=present), O(state=ready),
     O(state=switched), O(state=good) and O(state=bad).
@@ -344,6 +369,15 @@ shared:
   elements: dict
   sample: [{path: storage, action: moved, link: /srv/shop/releases/20261122T153000Z/storage,
             target: ../../shared/storage}]
+writable:
+  description: For each of O(writable_paths), where it lives (C(target)), whether its directory was created and
+    how many entries below it were given O(writable_owner)/O(writable_group) (C(chowned)); in check mode, what
+    would be done.
+  returned: when O(writable_paths) is given with O(state=present) or O(state=ready)
+  type: list
+  elements: dict
+  sample: [{path: storage/framework/views, target: /srv/shop/shared/storage/framework/views, created: true,
+            chowned: 0}]
 removed:
   description: Ids of the releases removed (in check mode, that would be removed).
   returned: when O(state=cleaned)

@@ -431,3 +431,77 @@ def test_owner_and_group_of_created_directories(app, tmp_path):
     assert oct(st.st_mode & 0o777) == oct(0o750)
     refused = app.fails(release_id="r2", owner="no-such-user-here")
     assert "owner 'no-such-user-here' is not a user" in refused["msg"]
+
+
+# ---- writable paths -------------------------------------------------------------------------
+
+WEB = pwd.getpwnam("www-data")
+
+
+def owners(top):
+    """{relative path: (uid, gid)} of everything below top, symlinks not followed."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(top):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            found[os.path.relpath(path, top)] = (st.st_uid, st.st_gid)
+    return found
+
+
+def test_writable_paths_four_ways_through_a_first_shared_move(app):
+    """The first release's own storage (root-owned files) moves to shared/ and is handed to the web user;
+    the missing directories are created 0775; bootstrap/cache (not shared) stays in the release."""
+    app.build("r1", status="building")
+    write_files(app.path("releases", "r1"), {"storage/logs/old.log": "x", "bootstrap/app.php": "<?php"})
+    args = dict(release_id="r1", state="ready", shared_paths=["storage"], writable_owner="www-data",
+                writable_group="www-data", writable_paths=["storage", "storage/framework/views", "bootstrap/cache"])
+    check, real = four_ways(app, args)
+    assert [(e["path"], e["created"]) for e in check["writable"]] == [
+        ("storage", True), ("storage/framework/views", True), ("bootstrap/cache", True)]
+    by_path = dict((e["path"], e) for e in real["writable"])
+    assert by_path["storage"]["target"] == app.path("shared", "storage")
+    assert by_path["storage"]["chowned"] == 3  # storage, storage/logs, storage/logs/old.log
+    assert by_path["bootstrap/cache"]["target"] == app.path("releases", "r1", "bootstrap", "cache")
+    assert set(owners(app.path("shared", "storage")).values()) == {(WEB.pw_uid, WEB.pw_gid)}
+    assert os.stat(app.path("shared", "storage")).st_uid == WEB.pw_uid
+    views = os.stat(app.path("shared", "storage", "framework", "views"))
+    assert oct(views.st_mode & 0o777) == oct(0o775)
+    assert os.stat(app.path("releases", "r1", "bootstrap", "cache")).st_uid == WEB.pw_uid
+    # the code around them is not handed over
+    assert os.stat(app.path("releases", "r1", "bootstrap", "app.php")).st_uid == 0
+    assert os.readlink(app.path("releases", "r1", "storage")) == "../../shared/storage"
+
+
+def test_writable_paths_take_back_a_file_root_left_and_never_follow_a_symlink(app, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("not ours")
+    app.build("r1", status="building")
+    args = dict(release_id="r1", state="ready", writable_paths=["storage"], writable_owner="www-data")
+    app.ok(**args)
+    write_files(app.path("releases", "r1"), {"storage/root-made.log": "x"})
+    os.symlink(str(outside), app.path("releases", "r1", "storage", "escape"))
+    check = app.ok(check_mode=True, **args)
+    assert check["changed"] is True and check["writable"][0]["chowned"] == 2  # the file and the link itself
+    assert os.stat(app.path("releases", "r1", "storage", "root-made.log")).st_uid == 0
+    real = app.ok(**args)
+    assert real["changed"] is True
+    assert os.stat(app.path("releases", "r1", "storage", "root-made.log")).st_uid == WEB.pw_uid
+    assert os.lstat(app.path("releases", "r1", "storage", "escape")).st_uid == WEB.pw_uid
+    assert os.stat(str(outside)).st_uid == 0
+    assert app.ok(**args)["changed"] is False
+
+
+@pytest.mark.parametrize("args, message", [
+    (dict(writable_paths=["../etc"]), "writable_paths entry '../etc' must not contain"),
+    (dict(writable_paths=["/var/www"]), "writable_paths entry '/var/www' is absolute"),
+    (dict(writable_paths=["storage"], writable_owner="no-such-user-42"), "writable_owner 'no-such-user-42' is not a user"),
+    (dict(writable_paths=["storage"], writable_group="no-such-group-42"), "writable_group 'no-such-group-42' is not a group"),
+    (dict(writable_paths=["storage"], writable_mode="rwx"), "mode 'rwx' is not an octal file mode"),
+    (dict(writable_paths=["artisan"]), "writable path 'artisan' is"),
+])
+def test_bad_writable_paths_are_refused_and_nothing_changes(app, args, message):
+    app.build("r1", status="building")
+    write_files(app.path("releases", "r1"), {"artisan": "#!/usr/bin/env php"})
+    result = app.fails(release_id="r1", state="ready", **args)
+    assert message in result["msg"]
