@@ -213,6 +213,16 @@ def _prisma_sections(output):
     return found
 
 
+def resolve_instructions(name):
+    """How to get out of a failed Prisma migration, for the messages (migration_status, prisma_migrate)."""
+    name = name or "<migration>"
+    return ("To resolve: fix the database by hand (undo what the migration did, or finish it), then mark it - "
+            "`prisma migrate resolve --rolled-back %s` (this module: command=resolve resolve_as=rolled-back) "
+            "if you undid it, or `--applied %s` if you completed it by hand - or fix its row in "
+            "`_prisma_migrations` (finished_at NULL: set rolled_back_at, or finished_at once completed); then "
+            "deploy again." % (name, name))
+
+
 # P3009 (deploy and status with older CLIs): "The `NAME` migration started at <time> failed"
 _PRISMA_FAILED_AT = re.compile(r"^The `([^`]+)` migration started at .* failed\s*$", re.M)
 
@@ -239,8 +249,9 @@ def parse_prisma(rc, output):
                           _PRISMA_UNREACHABLE[code], code, first_lines(_from_error(output))))
         return result
     if failed or "P3009" in codes or re.search(r"migrations? ha(?:ve|s) failed", output, re.I):
-        result.update(state="failed", message="failed migration(s) in the database: %s; resolve them with "
-                      "`prisma migrate resolve`" % (", ".join(failed) or "see stdout_tail"))
+        result.update(state="failed", message="failed migration(s) in the database: %s (Prisma applies no new "
+                      "migration until it is resolved). %s" % (", ".join(failed) or "see stdout_tail",
+                                                               resolve_instructions(failed[0] if failed else None)))
         return result
     if (re.search(r"Your local migration history and the migrations table from your database are different", output)
             or re.search(r"\bdrift(?: detected)?\b", output, re.I) or sections["db_only"]):
@@ -440,10 +451,12 @@ class MigrationStatus(object):
             changed=False,
             state=parsed["state"],
             tool=p["tool"],
-            rc=rc,
+            # not `rc` nor `failed`: Ansible fails a task whose result has a non-zero rc or a true `failed`,
+            # and `migrate status` exits 1 for pending migrations
+            status_rc=rc,
             pending=pending,
             applied=applied,
-            failed=failed,
+            failed_migrations=failed,
             counts=dict(pending=len(pending), applied=len(applied), failed=len(failed), total=total),
             stdout_tail=tail(output),
         )
@@ -461,7 +474,7 @@ class MigrationStatus(object):
         if state == "pending":
             return "%d migration(s) pending: %s" % (len(result["pending"]), ", ".join(result["pending"]))
         if state == "failed":
-            return "Failed migration(s): %s" % (result.get("message") or ", ".join(result["failed"]))
+            return "Failed migration(s): %s" % (result.get("message") or ", ".join(result["failed_migrations"]))
         if state == "not_installed":
             return "Migrations are not installed (%s); %d migration(s) pending." % (
                 result.get("message") or "no migrations table", len(result["pending"]))

@@ -32,6 +32,7 @@ from ansible_collections.safeship.webapp.plugins.module_utils._migration_status 
     first_lines,
     parse_prisma,
     prisma_local_migrations,
+    resolve_instructions,
     tail,
 )
 from ansible_collections.safeship.webapp.plugins.module_utils._runner import quote_argv
@@ -85,16 +86,6 @@ REQUIRED_IF = [
     ("command", "exec", ("prisma_args",)),
 ]
 REQUIRED_BY = {"resolve_migration": ("resolve_as",), "resolve_as": ("resolve_migration",)}
-
-
-def resolve_instructions(name):
-    """How to get out of a failed migration, for the messages."""
-    name = name or "<migration>"
-    return ("To resolve: fix the database by hand (undo what the migration did, or finish it), then mark it - "
-            "`prisma migrate resolve --rolled-back %s` (this module: command=resolve resolve_as=rolled-back) "
-            "if you undid it, or `--applied %s` if you completed it by hand - or fix its row in "
-            "`_prisma_migrations` (finished_at NULL: set rolled_back_at, or finished_at once completed); then "
-            "deploy again." % (name, name))
 
 
 def applied_in_output(output):

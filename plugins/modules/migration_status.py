@@ -182,8 +182,9 @@ applied:
   type: list
   elements: str
   sample: [2014_10_12_000000_create_users_table]
-failed:
-  description: Names of failed migrations (Prisma).
+failed_migrations:
+  description:
+    - Names of failed migrations (Prisma). Not named C(failed), which Ansible reads as the task's own outcome.
   returned: always
   type: list
   elements: str
@@ -204,8 +205,11 @@ tool:
   returned: always
   type: str
   sample: laravel
-rc:
-  description: Exit code of the status command.
+status_rc:
+  description:
+    - Exit code of the status command (C(migrate:status) exits 1 without a migrations table, C(prisma migrate
+      status) when migrations are pending). Not named C(rc), since Ansible fails a task whose result has a non-zero
+      C(rc).
   returned: always
   type: int
   sample: 0

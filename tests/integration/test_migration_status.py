@@ -71,7 +71,7 @@ def test_laravel_not_installed_migrate_up_to_date_pending(lab, run_module):
     result = four_ways(run_module, args, "not_installed", [lab.password])[-1]
     assert result["pending"] == central and result["applied"] == []
     assert result["counts"] == dict(pending=4, applied=0, failed=0, total=4)
-    assert result["rc"] == 1 and result["tool"] == "laravel"
+    assert result["status_rc"] == 1 and result["tool"] == "laravel"
     assert result["executed_commands"][0].endswith("artisan migrate:status --no-ansi --no-interaction")
     # ...and the module really changed nothing
     assert lab.server.execute("SELECT 1", lab.central) == [(1,)]
@@ -81,7 +81,7 @@ def test_laravel_not_installed_migrate_up_to_date_pending(lab, run_module):
     result = four_ways(run_module, args, "up_to_date", [lab.password])[-1]
     assert result["applied"] == central and result["pending"] == []
     assert result["counts"] == dict(pending=0, applied=4, failed=0, total=4)
-    assert result["rc"] == 0
+    assert result["status_rc"] == 0
 
     # a new migration in the release is pending, by name
     with open(os.path.join(lab.path, "database", "migrations", NOTES + ".php"), "w") as handle:
@@ -189,7 +189,7 @@ def test_command_tool(tmp_path, run_module):
     # non-zero exit: error, message from the output, secret masked
     failing = dict(args, environment=dict(args["environment"], FAIL="1"))
     result = run_module("migration_status", failing)
-    assert result["failed"] and result["state"] == "error" and result["rc"] == 3
+    assert result["failed"] and result["state"] == "error" and result["status_rc"] == 3
     assert "exited with code 3" in result["msg"] and "cannot connect with password ********" in result["msg"]
     no_secret(result, secret)
 

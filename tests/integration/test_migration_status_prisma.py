@@ -53,7 +53,7 @@ def test_pending_up_to_date_failed(postgres_server, prisma_db, run_module, tmp_p
 
     # an empty database: both migrations pending (Prisma says so, not "not managed")
     result = four_ways(run_module, v2, url, "pending", secrets)
-    assert result["pending"] == [M1, M2] and result["applied"] == [] and result["rc"] == 1
+    assert result["pending"] == [M1, M2] and result["applied"] == [] and result["status_rc"] == 1
     assert result["counts"] == dict(pending=2, applied=0, failed=0, total=2)
     assert result["executed_commands"] == [os.path.join(str(v2), "node_modules", ".bin", "prisma") + " migrate status"]
     # read-only: still nothing in the database
@@ -61,7 +61,7 @@ def test_pending_up_to_date_failed(postgres_server, prisma_db, run_module, tmp_p
 
     assert prisma_app.run_prisma(v2, "migrate", "deploy", url=url).returncode == 0
     result = four_ways(run_module, v2, url, "up_to_date", secrets)
-    assert result["applied"] == [M1, M2] and result["pending"] == [] and result["rc"] == 0
+    assert result["applied"] == [M1, M2] and result["pending"] == [] and result["status_rc"] == 0
     assert result["counts"] == dict(pending=0, applied=2, failed=0, total=2)
 
     # v3 is pending by name, then fails on the rows: state failed, named, with how to resolve it
@@ -71,7 +71,7 @@ def test_pending_up_to_date_failed(postgres_server, prisma_db, run_module, tmp_p
     assert result["pending"] == [M3] and result["applied"] == [M1, M2]
     assert prisma_app.run_prisma(v3, "migrate", "deploy", url=url).returncode == 1
     result = four_ways(run_module, v3, url, "failed", secrets, modes=(True, False))
-    assert result["failed"] == [M3] and result["pending"] == [] and result["applied"] == [M1, M2]
+    assert result["failed_migrations"] == [M3] and result["pending"] == [] and result["applied"] == [M1, M2]
     assert M3 in result["message"] and "prisma migrate resolve" in result["message"]
     assert result["counts"] == dict(pending=0, applied=2, failed=1, total=3)
     failed = status(run_module, v3, url, fail_on=["failed"])

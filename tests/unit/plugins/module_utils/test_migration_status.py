@@ -417,7 +417,7 @@ def test_run_prisma_local_migrations_and_binary(tmp_path):
     with pytest.raises(SafeshipError) as caught:
         action.run()
     assert recorder.calls[0]["argv"] == [str(binary), "migrate", "status", "--schema", "prisma/schema.prisma"]
-    assert caught.value.details["failed"] == ["20240501093000_add_orders"]
+    assert caught.value.details["failed_migrations"] == ["20240501093000_add_orders"]
     assert caught.value.details["applied"] == ["20240101000000_init", "20240415000000_add_index"]
 
     action, _runner, _rec = status(tmp_path, *PRISMA["not_managed"], tool="prisma", fail_on=[])
