@@ -21,10 +21,12 @@ import time
 from ansible_collections.safeship.webapp.plugins.module_utils._backup import (
     MANIFEST_SUFFIX,
     _decompressor,
+    existing_backups,
     manifest_path_for,
 )
 from ansible_collections.safeship.webapp.plugins.module_utils._common import (
     SafeshipError,
+    check_label,
     fsync_path,
     read_json,
     remove_path,
@@ -36,7 +38,9 @@ from ansible_collections.safeship.webapp.plugins.module_utils._database import c
 
 def restore_argument_spec():
     return dict(
-        src=dict(type="path", required=True),
+        src=dict(type="path"),
+        latest_in=dict(type="path"),
+        label=dict(type="str"),
         target_database=dict(type="str"),
         force=dict(type="bool", default=False),
         jobs=dict(type="int", default=1),
@@ -64,6 +68,24 @@ def load_backup(src):
     return backup_path, manifest
 
 
+RESTORE_MUTUALLY_EXCLUSIVE = [("src", "latest_in")]
+RESTORE_REQUIRED_ONE_OF = [("target_database", "database"), ("src", "latest_in")]
+RESTORE_REQUIRED_BY = {"label": ("latest_in",)}
+
+
+def latest_backup(directory, engine, label=None):
+    """The newest backup of engine (and label) in directory, as db_backup wrote it there."""
+    if label is not None:
+        check_label(label)
+    if not os.path.isdir(directory):
+        raise SafeshipError("latest_in %s is not a directory: point it at the dest of db_backup." % directory)
+    for path, manifest in existing_backups(directory, label):
+        if manifest.get("engine") == engine:
+            return path
+    raise SafeshipError("no %s backup%s in %s (a backup with its .manifest.json, written by db_backup)." % (
+        engine, " labelled %r" % label if label is not None else "", directory))
+
+
 def verify_checksum(backup_path, manifest):
     if os.path.isdir(backup_path):
         actual, files = sha256_tree(backup_path)
@@ -81,7 +103,9 @@ class Restore(object):
         self.module = module
         self.runner = runner
         params = module.params
-        self.backup_path, self.manifest = load_backup(params["src"])
+        # the newest backup is taken as it is: if it is corrupt, the restore refuses it (never an older one)
+        src = params.get("src") or latest_backup(params["latest_in"], params["engine"], params.get("label"))
+        self.backup_path, self.manifest = load_backup(src)
         if self.manifest["engine"] != params["engine"]:
             raise SafeshipError("backup %s is a %s backup; it cannot be restored with engine %s."
                                 % (self.backup_path, self.manifest["engine"], params["engine"]))

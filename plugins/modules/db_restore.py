@@ -38,8 +38,21 @@ options:
   src:
     description:
       - The backup (file or directory) or its C(.manifest.json).
+      - One of O(src) and O(latest_in) is required.
     type: path
-    required: true
+  latest_in:
+    description:
+      - Restore the newest backup of O(engine) in this directory (the O(safeship.webapp.db_backup#module:dest) of
+        M(safeship.webapp.db_backup)), by the time recorded in its manifest; with O(label), the newest of that label.
+        RV(src) says which one was taken.
+      - The newest is taken as it is - if its sha256 does not match its manifest, the restore refuses it rather than
+        fall back to an older backup.
+    type: path
+  label:
+    description:
+      - With O(latest_in), only backups of this label (db_backup's O(safeship.webapp.db_backup#module:label),
+        by default the database name).
+    type: str
   target_database:
     description:
       - Database to restore into; for SQLite the absolute path of the database file.
@@ -111,6 +124,17 @@ EXAMPLES = r"""
     force: true
     no_owner: true
 
+- name: Restore the newest nightly backup into a scratch database (a restore drill)
+  safeship.webapp.db_restore:
+    engine: postgresql
+    login_host: 127.0.0.1
+    login_user: postgres
+    login_password: "{{ vault_pg_password }}"
+    latest_in: /var/backups/safeship/app
+    label: nightly
+    target_database: app_drill
+  register: drill
+
 - name: Restore a MariaDB backup
   safeship.webapp.db_restore:
     engine: mysql
@@ -130,7 +154,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 src:
-  description: The backup restored.
+  description: The backup restored (with O(latest_in), the one chosen).
   returned: always
   type: str
   sample: /var/backups/safeship/app/app_20261122T020000Z.dump.zst
@@ -181,14 +205,21 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.safeship.webapp.plugins.module_utils._database import connection_argument_spec
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_database_module
-from ansible_collections.safeship.webapp.plugins.module_utils._restore import Restore, restore_argument_spec
+from ansible_collections.safeship.webapp.plugins.module_utils._restore import (
+    RESTORE_MUTUALLY_EXCLUSIVE,
+    RESTORE_REQUIRED_BY,
+    RESTORE_REQUIRED_ONE_OF,
+    Restore,
+    restore_argument_spec,
+)
 
 
 def main():
     argument_spec = connection_argument_spec(database_required=False)
     argument_spec.update(restore_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           required_one_of=[("target_database", "database")])
+                           mutually_exclusive=RESTORE_MUTUALLY_EXCLUSIVE, required_one_of=RESTORE_REQUIRED_ONE_OF,
+                           required_by=RESTORE_REQUIRED_BY)
     run_database_module(module, lambda runner: Restore(module, runner).run())
 
 
