@@ -3,7 +3,9 @@
 Playbook(workdir) writes an inventory whose hosts all use the local connection and the venv's
 Python (interpreter discovery finds a broken pyenv shim here); run(text, extra_vars, *options)
 writes the playbook and a 0600 vars file, runs it and returns the finished process, whose stdout is
-also kept in workdir/ansible-playbook-N.log and echoed (pytest shows it when an assertion fails)."""
+also kept in workdir/ansible-playbook-N.log and echoed (pytest shows it when an assertion fails).
+run_file(path, extra_vars, *options) runs a playbook where it is (the project's own, with its
+templates/)."""
 
 import json
 import os
@@ -38,10 +40,15 @@ class Playbook(object):
         return env
 
     def run(self, text, extra_vars=None, *options, **kwargs):
-        self.runs += 1
-        playbook = os.path.join(self.workdir, "playbook-%d.yml" % self.runs)
+        """Write text as a playbook in workdir and run it."""
+        playbook = os.path.join(self.workdir, "playbook-%d.yml" % (self.runs + 1))
         with open(playbook, "w") as handle:
             handle.write(text)
+        return self.run_file(playbook, extra_vars, *options, **kwargs)
+
+    def run_file(self, playbook, extra_vars=None, *options, **kwargs):
+        """Run a playbook where it is (the project's own, beside its templates/)."""
+        self.runs += 1
         vars_file = os.path.join(self.workdir, "vars-%d.json" % self.runs)
         fd = os.open(vars_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:

@@ -249,13 +249,21 @@ def test_a_failing_migration_stops_the_deploy_on_every_host(two_hosts, postgres_
         assert api.served(host) == (200, "2.0.0", 2)
     deploy = task_section(proc.stdout, "Prisma | Migrate | prisma migrate deploy")
     assert "skipping: [app1]" in deploy and "changed" not in deploy
+    # check mode of the release built earlier asks the gate read-only and predicts the same refusal
+    rows_before = api.migrations()
+    before = dict((host, tree_snapshot(api.root(host))) for host in api.hosts)
+    check = api.deploy("r3", "3.0.0", "--check", variant="fixed")
+    assert check.returncode != 0 and "failed migration(s) in the database: %s" % M3 in check.stdout
+    assert api.migrations() == rows_before
+    assert dict((host, tree_snapshot(api.root(host))) for host in api.hosts) == before
 
     # the way out the message gives: undo what the migration did, mark it rolled back, deploy again
     postgres_server.execute('DROP TABLE "Author"', api.database)
     resolved = ok(api.playbook.run(RESOLVE, dict(chdir=os.path.join(api.root("app1"), "releases", "r3"),
                                                  env=dict(DATABASE_URL=api.url), name=M3)))
     assert "changed: [app1]" in resolved.stdout
-    ok(api.deploy("r3", "3.0.0", variant="fixed"))
+    # verbose: every result printed, still no secret (deploy() asserts it)
+    ok(api.deploy("r3", "3.0.0", "-v", variant="fixed"))
     for host in api.hosts:
         assert current_of(api.root(host)) == "r3"
         assert state_of(api.root(host)) == {"r1": "good", "r2": "bad", "r3": "good"}

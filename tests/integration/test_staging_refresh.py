@@ -54,9 +54,7 @@ class Refresh(object):
         return base
 
     def run(self, *options, **variables):
-        with open(PLAYBOOK) as handle:
-            text = handle.read()
-        proc = self.playbook.run(text, variables, *options)
+        proc = self.playbook.run_file(PLAYBOOK, variables, *options)
         for secret in (self.server.password, urllib.parse.quote(self.server.password, safe="")):
             assert secret not in proc.stdout
         return proc
@@ -113,7 +111,7 @@ def test_round_trip_then_reuse_the_newest_backup(refresh):
     assert_untouched(job)
     assert not os.path.exists(job.backups)
 
-    ok(job.run(**job.variables()))
+    ok(job.run("-v", **job.variables()))
     assert job.notes(job.staging) == PROD_NOTES
     assert set(job.migrations(job.staging)) == {M1, M2}
     # production was only read
