@@ -43,6 +43,7 @@ def restore_argument_spec():
         label=dict(type="str"),
         target_database=dict(type="str"),
         force=dict(type="bool", default=False),
+        drill=dict(type="bool", default=False),
         jobs=dict(type="int", default=1),
         maintenance_db=dict(type="str", default="postgres"),
         no_owner=dict(type="bool", default=False),
@@ -68,7 +69,7 @@ def load_backup(src):
     return backup_path, manifest
 
 
-RESTORE_MUTUALLY_EXCLUSIVE = [("src", "latest_in")]
+RESTORE_MUTUALLY_EXCLUSIVE = [("src", "latest_in"), ("drill", "force")]
 RESTORE_REQUIRED_ONE_OF = [("target_database", "database"), ("src", "latest_in")]
 RESTORE_REQUIRED_BY = {"label": ("latest_in",)}
 
@@ -228,6 +229,8 @@ class Restore(object):
         exists, relations = self.target_state()
         result = dict(src=self.backup_path, target_database=engine.database, sha256=checksum,
                       manifest=manifest, created=not exists, replaced=bool(exists and relations))
+        if params.get("drill"):
+            return self._drill(result, exists)
         if exists and relations and not params.get("force"):
             raise SafeshipError(
                 "refusing to restore into %s: it already holds %d tables, views or sequences. Set force: true to "
@@ -253,6 +256,39 @@ class Restore(object):
             restore()
             tables = self.compare_counts()
         result.update(changed=True, tables=tables, duration=round(time.time() - started, 3))
+        return result
+
+    def _drill(self, result, exists):
+        """Restore into a database this run creates, prove it against the manifest, drop it whatever happens."""
+        engine, params = self.engine, self.module.params
+        if exists:
+            raise SafeshipError("refusing the drill: %s exists. A drill restores into a database it creates and drops "
+                                "afterwards; name one that does not exist (a scratch name such as app_drill)."
+                                % engine.where())
+        result.update(drill=True, dropped=False)
+        if self.module.check_mode:
+            result.update(changed=True, msg="would restore %s into a new %s, check its row counts, then drop it"
+                          % (self.backup_path, engine.where()))
+            return result
+        maintenance = params.get("maintenance_db")
+        restore = {"postgresql": self._restore_postgresql, "mysql": self._restore_mysql,
+                   "sqlite": self._restore_sqlite}[engine.name]
+        started = time.time()
+        try:
+            if engine.name != "sqlite":
+                engine.create_database(engine.database, maintenance, self.manifest.get("encoding"))
+            restore()
+            tables = self.compare_counts()
+            duration = round(time.time() - started, 3)
+        finally:
+            # dropped even when the restore or the check failed: a drill leaves nothing behind
+            if engine.name == "sqlite":
+                for suffix in ("", "-wal", "-shm", "-journal"):
+                    remove_path(engine.database + suffix)
+            else:
+                engine.drop_database(engine.database, maintenance)
+        # the drill's database is gone again: changed stays false, the time to restore is the result
+        result.update(changed=False, tables=tables, duration=duration, dropped=True)
         return result
 
     def _replace_postgresql(self, restore, maintenance):

@@ -70,6 +70,15 @@ options:
         (PostgreSQL, SQLite) or before it starts (MySQL/MariaDB).
     type: bool
     default: false
+  drill:
+    description:
+      - A restore drill - restore into O(target_database), which must not exist, check its row counts against the
+        manifest, then drop it, whether the restore and the check succeeded or not. RV(duration) is the time to
+        restore (create, restore, check); nothing is left behind, so C(changed) is false.
+      - Refuses a target that exists (a drill never drops a database it did not create). Mutually exclusive with
+        O(force).
+    type: bool
+    default: false
   jobs:
     description:
       - Parallel jobs for C(pg_restore) (PostgreSQL custom and directory backups). With 1, the restore runs in a
@@ -124,7 +133,7 @@ EXAMPLES = r"""
     force: true
     no_owner: true
 
-- name: Restore the newest nightly backup into a scratch database (a restore drill)
+- name: Restore the newest nightly backup into a scratch database (kept for inspection)
   safeship.webapp.db_restore:
     engine: postgresql
     login_host: 127.0.0.1
@@ -132,7 +141,18 @@ EXAMPLES = r"""
     login_password: "{{ vault_pg_password }}"
     latest_in: /var/backups/safeship/app
     label: nightly
+    target_database: app_check
+  register: restored
+
+- name: Quarterly restore drill - the newest backup restored, checked and dropped; how long it took
+  safeship.webapp.db_restore:
+    engine: postgresql
+    login_host: db1.internal
+    login_user: postgres
+    login_password: "{{ vault_pg_password }}"
+    latest_in: /var/backups/safeship/app
     target_database: app_drill
+    drill: true
   register: drill
 
 - name: Restore a MariaDB backup
@@ -153,6 +173,16 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+drill:
+  description: Whether this was a restore drill (O(drill=true)).
+  returned: with O(drill=true)
+  type: bool
+  sample: true
+dropped:
+  description: For a drill, whether the restored database was dropped again (false only in check mode).
+  returned: with O(drill=true)
+  type: bool
+  sample: true
 src:
   description: The backup restored (with O(latest_in), the one chosen).
   returned: always
@@ -180,12 +210,12 @@ replaced:
   sample: false
 tables:
   description: Row counts of the manifest's tables in the restored database; equal to the manifest's.
-  returned: changed and not check mode
+  returned: changed (or a drill) and not check mode
   type: dict
   sample: {users: 1200, orders: 53012}
 duration:
-  description: Seconds taken by the restore and the row-count check.
-  returned: changed and not check mode
+  description: Seconds taken by the restore and the row-count check (for a drill, the time to restore).
+  returned: changed (or a drill) and not check mode
   type: float
   sample: 4.2
 manifest:
