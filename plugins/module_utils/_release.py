@@ -151,6 +151,16 @@ def normalize_backup(entry):
     return ref
 
 
+def _lookup_id(name, option, lookup, field, kind):
+    """The numeric id of a user or group name for os.lchown; -1 (leave it) when no name is given."""
+    if not name:
+        return -1
+    try:
+        return getattr(lookup(name), field)
+    except KeyError:
+        raise SafeshipError("%s %r is not a %s on this host." % (option, name, kind))
+
+
 def _short(ids):
     ids = list(ids)
     return ", ".join(ids) if ids else "none"
@@ -229,21 +239,11 @@ class Releases(object):
 
     @staticmethod
     def _user_id(name, option):
-        if not name:
-            return -1
-        try:
-            return pwd.getpwnam(name).pw_uid
-        except KeyError:
-            raise SafeshipError("%s %r is not a user on this host." % (option, name))
+        return _lookup_id(name, option, pwd.getpwnam, "pw_uid", "user")
 
     @staticmethod
     def _group_id(name, option):
-        if not name:
-            return -1
-        try:
-            return grp.getgrnam(name).gr_gid
-        except KeyError:
-            raise SafeshipError("%s %r is not a group on this host." % (option, name))
+        return _lookup_id(name, option, grp.getgrnam, "gr_gid", "group")
 
     # ---- paths and the current symlink ---------------------------------------------------------
     def release_path(self, rid):

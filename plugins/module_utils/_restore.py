@@ -243,8 +243,7 @@ class Restore(object):
 
         started = time.time()
         maintenance = params.get("maintenance_db")
-        restore = {"postgresql": self._restore_postgresql, "mysql": self._restore_mysql,
-                   "sqlite": self._restore_sqlite}[engine.name]
+        restore = self._restorer()
         if engine.name == "postgresql" and exists and relations:
             tables = self._replace_postgresql(restore, maintenance)
         else:
@@ -258,6 +257,10 @@ class Restore(object):
         result.update(changed=True, tables=tables, duration=round(time.time() - started, 3))
         return result
 
+    def _restorer(self):
+        return {"postgresql": self._restore_postgresql, "mysql": self._restore_mysql,
+                "sqlite": self._restore_sqlite}[self.engine.name]
+
     def _drill(self, result, exists):
         """Restore into a database this run creates, prove it against the manifest, drop it whatever happens."""
         engine, params = self.engine, self.module.params
@@ -267,12 +270,11 @@ class Restore(object):
                                 % engine.where())
         result.update(drill=True, dropped=False)
         if self.module.check_mode:
-            result.update(changed=True, msg="would restore %s into a new %s, check its row counts, then drop it"
+            result.update(changed=False, msg="would restore %s into a new %s, check its row counts, then drop it"
                           % (self.backup_path, engine.where()))
             return result
         maintenance = params.get("maintenance_db")
-        restore = {"postgresql": self._restore_postgresql, "mysql": self._restore_mysql,
-                   "sqlite": self._restore_sqlite}[engine.name]
+        restore = self._restorer()
         started = time.time()
         try:
             if engine.name != "sqlite":

@@ -42,7 +42,8 @@ def test_a_drill_restores_checks_and_drops(backed_up, run_module, unique_name):
     target = unique_name + "_drill"
     check = drill(run_module, server, source, target, True, latest_in=dest)
     assert not check.get("failed"), check.get("msg")
-    assert check["drill"] is True and check["dropped"] is False and not exists(server, target)
+    assert check["drill"] is True and check["dropped"] is False and check["changed"] is False
+    assert not exists(server, target)
 
     result = drill(run_module, server, source, target, latest_in=dest)
     assert not result.get("failed"), result.get("msg")
