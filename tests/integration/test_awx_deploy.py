@@ -39,15 +39,15 @@ def test_deploy_rollback_and_restore_job_templates(job):
     root = site.roots["localhost"]
 
     # the "Check" job type: the plan, nothing written
-    status, rc, stdout, _ = job("deploy.yml", "--check", deploy_release_id="r1",
+    status, rc, stdout, events = job("deploy.yml", "--check", deploy_release_id="r1",
                                 node_pm2_artifact=site.artifact("1.0.0"))
     assert (status, rc) == ("successful", 0), stdout[-4000:]
     assert "Deploy plan (check mode" in stdout and not os.path.exists(root)
 
-    status, rc, stdout, _ = job("deploy.yml", deploy_release_id="r1", node_pm2_artifact=site.artifact("1.0.0"),
+    status, rc, stdout, events = job("deploy.yml", deploy_release_id="r1", node_pm2_artifact=site.artifact("1.0.0"),
                                 deploy_backup="true")
     assert (status, rc) == ("successful", 0), stdout[-4000:]
-    status, rc, stdout, _ = job("deploy.yml", deploy_release_id="r2", node_pm2_artifact=site.artifact("2.0.0"))
+    status, rc, stdout, events = job("deploy.yml", deploy_release_id="r2", node_pm2_artifact=site.artifact("2.0.0"))
     assert (status, rc) == ("successful", 0), stdout[-4000:]
 
     # a bad release: the job fails, and the release that served before serves again
@@ -55,26 +55,26 @@ def test_deploy_rollback_and_restore_job_templates(job):
                                      node_pm2_artifact=site.artifact("3.0.0", "unhealthy"),
                                      node_pm2_candidate_check=False)
     assert status == "failed" and rc != 0
-    assert ("Deploy | Finish | The deploy failed", "localhost") in [(t, h) for t, h, _ in failed_events(events)]
+    assert ("Deploy | Finish | The deploy failed", "localhost") in [failure[:2] for failure in failed_events(events)]
     assert current_of(root) == "r2" and get_json(site.url())[1]["version"] == "2.0.0"
 
     # the workflow's failure edge: rollback.yml with the deploy's answers changes nothing now
     snapshot = tree_snapshot(os.path.join(root, "releases"))
-    status, rc, stdout, _ = job("rollback.yml", deploy_release_id="r3", rollback_restore_db="false", confirm="")
+    status, rc, stdout, events = job("rollback.yml", deploy_release_id="r3", rollback_restore_db="false", confirm="")
     assert (status, rc) == ("successful", 0), stdout[-4000:]
     assert current_of(root) == "r2" and tree_snapshot(os.path.join(root, "releases")) == snapshot
 
     # the rollback job template on its own: back to r1
-    status, rc, stdout, _ = job("rollback.yml", rollback_to="", rollback_restore_db="false", confirm="")
+    status, rc, stdout, events = job("rollback.yml", rollback_to="", rollback_restore_db="false", confirm="")
     assert (status, rc) == ("successful", 0), stdout[-4000:]
     assert current_of(root) == "r1" and get_json(site.url())[1]["version"] == "1.0.0"
 
     # the restore job template in production without the confirmation: failed, nothing restored
     site.server.execute("DELETE FROM billing.invoices", site.database)
-    status, rc, stdout, _ = job("restore.yml", restore_names=site.database, restore_backup="", confirm="")
+    status, rc, stdout, events = job("restore.yml", restore_names=site.database, restore_backup="", confirm="")
     assert status == "failed" and "confirm with -e confirm=%s" % site.database in stdout
     assert site.server.execute("SELECT count(*) FROM billing.invoices", site.database) == [(0,)]
-    status, rc, stdout, _ = job("restore.yml", restore_names=site.database, restore_backup="",
+    status, rc, stdout, events = job("restore.yml", restore_names=site.database, restore_backup="",
                                 confirm=site.database)
     assert (status, rc) == ("successful", 0), stdout[-4000:]
     assert site.server.execute("SELECT count(*) FROM billing.invoices", site.database) == [(5,)]

@@ -54,7 +54,9 @@ def test_deploy_bad_release_rollback_restore_and_drill(site):
     before = fingerprint(site)
 
     # check mode on a machine where nothing is deployed yet: the plan, and nothing written
-    written = lambda: (tree_snapshot(os.path.join(site.base, "srv")), tree_snapshot(site.backup_dest))  # noqa: E731
+    def written():
+        return tree_snapshot(os.path.join(site.base, "srv")), tree_snapshot(site.backup_dest)
+
     snapshot = written()
     plan = ok(site.deploy("r1", "1.0.0", "good", "SELECT 1", "--check"))
     assert "Deploy plan (check mode" in plan.stdout and "release r1" in plan.stdout
