@@ -84,3 +84,9 @@ def test_bad_hook_settings_are_refused_before_anything_changes(site, hooks, mess
     proc = site.deploy("r1", "1.0.0", deploy_hooks=hooks)
     assert proc.returncode != 0 and message in proc.stdout
     assert not os.path.exists(site.roots["localhost"])
+
+
+def test_a_host_pattern_that_matches_nothing_fails_instead_of_doing_nothing(site):
+    proc = site.deploy("r1", "1.0.0", deploy_hosts="shop_ap")
+    assert proc.returncode != 0 and "shop_ap matches no host of the inventory" in proc.stdout
+    assert not os.path.exists(site.roots["localhost"])
