@@ -68,3 +68,15 @@ def recap(output, host="localhost"):
     match = re.search(r"^%s\s+:\s+(.*)$" % re.escape(host), output, re.MULTILINE)
     assert match, "no PLAY RECAP line for %s" % host
     return dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1)))
+
+
+def succeeded(proc):
+    """proc, after asserting the playbook exited 0 (its output's tail in the message otherwise)."""
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    return proc
+
+
+def failed(proc):
+    """proc, after asserting the playbook exited non-zero."""
+    assert proc.returncode != 0, proc.stdout[-6000:]
+    return proc

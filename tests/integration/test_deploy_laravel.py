@@ -16,6 +16,7 @@ import pytest
 
 from helpers.deploy_stacks import LaravelSite
 from helpers.laravel_app import add_tenants, migration_names, tables
+from helpers.playbooks import failed, succeeded as ok
 from helpers.releases import current_of, state_of, tree_snapshot
 from helpers.web_stack import web_tmpdir
 
@@ -23,16 +24,6 @@ from .test_laravel_role import DownWatcher, artifact
 
 TENANTS = ("acme", "globex", "initech")
 CRITICAL = ["users", "tenants"]
-
-
-def ok(proc):
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    return proc
-
-
-def failed(proc):
-    assert proc.returncode != 0, proc.stdout[-6000:]
-    return proc
 
 
 @pytest.fixture()

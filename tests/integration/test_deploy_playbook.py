@@ -12,19 +12,10 @@ import os
 import pytest
 
 from helpers.deploy_site import NodeSite
+from helpers.playbooks import failed, succeeded as ok
 from helpers.releases import current_of, state_of, tree_snapshot
 
 from . import seed
-
-
-def ok(proc):
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    return proc
-
-
-def failed(proc):
-    assert proc.returncode != 0, proc.stdout[-6000:]
-    return proc
 
 
 @pytest.fixture()
