@@ -112,6 +112,12 @@ def test_deploy_bad_release_rollback_restore_and_drill(site):
     assert site.served() == (200, "1.0.0")
     assert sorted(p[0] for p in site.pm2["localhost"].apps()["shop-web"]) != pids  # stopped and started
 
+    # a named backup: r2's, taken before its migration added the column (the newest, r3's, has it)
+    r2_backup = [r for r in site.records() if r["deploy_id"] == "r2"][0]["backups"][0]["path"]
+    assert "nickname" in columns(site)
+    ok(site.run("restore.yml", restore_names=site.database, restore_backup=r2_backup, confirm=site.database))
+    assert "nickname" not in columns(site) and fingerprint(site) == before
+
     # the restore drill: newest backup into a scratch database, checked, dropped, timed
     report_file = os.path.join(site.base, "drill.json")
     drill = ok(site.run("restore_drill.yml", restore_drill_hosts="app", restore_drill_report_file=report_file))
