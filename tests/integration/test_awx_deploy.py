@@ -40,12 +40,12 @@ def test_deploy_rollback_and_restore_job_templates(job):
 
     # the "Check" job type: the plan, nothing written
     status, rc, stdout, events = job("deploy.yml", "--check", deploy_release_id="r1",
-                                node_pm2_artifact=site.artifact("1.0.0"))
+                                     node_pm2_artifact=site.artifact("1.0.0"))
     assert (status, rc) == ("successful", 0), stdout[-4000:]
     assert "Deploy plan (check mode" in stdout and not os.path.exists(root)
 
     status, rc, stdout, events = job("deploy.yml", deploy_release_id="r1", node_pm2_artifact=site.artifact("1.0.0"),
-                                deploy_backup="true")
+                                     deploy_backup="true")
     assert (status, rc) == ("successful", 0), stdout[-4000:]
     status, rc, stdout, events = job("deploy.yml", deploy_release_id="r2", node_pm2_artifact=site.artifact("2.0.0"))
     assert (status, rc) == ("successful", 0), stdout[-4000:]
@@ -75,6 +75,6 @@ def test_deploy_rollback_and_restore_job_templates(job):
     assert status == "failed" and "confirm with -e confirm=%s" % site.database in stdout
     assert site.server.execute("SELECT count(*) FROM billing.invoices", site.database) == [(0,)]
     status, rc, stdout, events = job("restore.yml", restore_names=site.database, restore_backup="",
-                                confirm=site.database)
+                                     confirm=site.database)
     assert (status, rc) == ("successful", 0), stdout[-4000:]
     assert site.server.execute("SELECT count(*) FROM billing.invoices", site.database) == [(5,)]
