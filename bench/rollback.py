@@ -29,7 +29,8 @@ playbooks/deploy.yml on local hosts, each with its own app root, pm2 daemon and 
      with deploy_serial 3 (one switch batch) and with each value of --serials. pm2 pids are compared
      before and after every run: a no-op reloads nothing. Every run is profiled with the callback
      bench/callback_plugins/bench_task_times.py (task start and per-host times), and the report says
-     where the time goes.
+     where the time goes. Reference: a playbook with as many tasks of each kind doing nothing (set_fact,
+     stat), on 1 and on 3 hosts: what Ansible itself costs here per task for each extra host.
 
 Printed: a table per part and the targets with PASS/MISS. Exit 0 either way (a benchmark reports, it
 does not assert), 1 when a deploy itself fails (r1, a no-op, or a bad deploy that was not rolled back).
@@ -37,7 +38,8 @@ Everything (pm2 daemons, the server, the temp dir) is removed at the end, also o
 SIGTERM.
 
     .venv/bin/python bench/rollback.py                      # 3 rollback runs, 3 no-op runs per setup
-    .venv/bin/python bench/rollback.py --runs 1 --noop-runs 1 --serials 3    # smoke run, ~3 minutes
+    .venv/bin/python bench/rollback.py --runs 1 --noop-runs 1 --serials ""   # smoke run, ~4 minutes
+    .venv/bin/python bench/rollback.py --parts rollback --health-retries 10 --health-delay 1   # role defaults
     .venv/bin/python bench/rollback.py --parts noop --json noop.json
 """
 
@@ -51,6 +53,7 @@ import io
 import json
 import os
 import resource
+import signal
 import socket
 import statistics
 import subprocess
@@ -150,6 +153,70 @@ def kind_cell(kind):
 
 def verdict(value, target):
     return "-" if value is None else ("PASS" if value <= target else "MISS")
+
+
+# ---- processes left behind ------------------------------------------------------------------
+# A Ctrl-C kills ansible-playbook (subprocess.run), but its workers run in sessions of their own and would
+# finish their task (a pm2 reload...) with nobody waiting. As a child subreaper this process inherits them,
+# and every other orphan below it (the pm2 and postgres daemons too), so the cleanup can stop them by pid.
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper():
+    try:
+        import ctypes  # pylint: disable=import-outside-toplevel
+        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def own_children():
+    """[(pid, pgid)] of this process's live children (from /proc)."""
+    me = os.getpid()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name) as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == me and fields[0] != "Z":
+            found.append((int(name), int(fields[2])))
+    return found
+
+
+def reap():
+    while True:
+        try:
+            pid, dummy = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def stop_leftovers():
+    """Stop whatever still runs below this process (a child leading its own group: the whole group), then reap."""
+    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+        children = own_children()
+        if not children:
+            break
+        log("stopping %d process(es) left behind: %s" % (len(children), " ".join(str(pid) for pid, dummy in children)))
+        for pid, pgid in children:
+            try:
+                if pgid == pid:
+                    os.killpg(pgid, sig)
+                else:
+                    os.kill(pid, sig)
+            except OSError:
+                pass
+        deadline = time.time() + 5
+        while own_children() and time.time() < deadline:
+            reap()
+            time.sleep(0.1)
+    reap()
 
 
 # ---- the poller ------------------------------------------------------------------------------
@@ -750,6 +817,7 @@ class Bench(object):
         return data
 
     def main(self):
+        become_subreaper()
         self.workdir = tempfile.mkdtemp(prefix="safeship-rollback-")
         started = utc_stamp()
         load = os.getloadavg()[0]
@@ -776,6 +844,7 @@ class Bench(object):
         closers += [("pm2 of %s" % ",".join(site.hosts), site.close) for site in self.sites]
         if self.server is not None:
             closers.append(("PostgreSQL", self.server.close))
+        closers.append(("processes left behind", stop_leftovers))
         clean_up(self.workdir, closers, "pm2 daemons and PostgreSQL stopped")
 
 
