@@ -157,3 +157,14 @@ def test_a_migration_that_loses_rows_is_caught_and_the_database_restored(site):
     assert record["deploy_id"] == "r2" and record["extra"]["status"] == "failed"
     assert record["extra"]["db_restored"] == [site.database]
     assert not os.path.exists(site.lock_path())
+
+
+def test_the_same_deploy_again_runs_no_migration_and_switches_nothing(site):
+    site.server.execute("CREATE TABLE deploy_runs (id serial PRIMARY KEY)", site.database)
+    migration = "INSERT INTO deploy_runs DEFAULT VALUES"
+    ok(site.deploy("r1", "1.0.0", "good", migration))
+    pids = sorted(p[0] for p in site.pm2["localhost"].apps()["shop-web"])
+    ok(site.deploy("r1", "1.0.0", "good", migration))
+    assert site.server.execute("SELECT count(*) FROM deploy_runs", site.database) == [(1,)]
+    assert sorted(p[0] for p in site.pm2["localhost"].apps()["shop-web"]) == pids
+    assert site.last_report()["status"] == "success" and site.served() == (200, "1.0.0")
