@@ -81,3 +81,33 @@ ensure_node_tools() {
     fi
     export PATH="$dir/node_modules/.bin:$PATH"
 }
+
+# ensure_podman_collection: containers.podman (Molecule's podman driver needs it) in .build/collections.
+# Galaxy is not reachable from every machine, but PyPI is: the collection comes out of the community
+# `ansible` package that matches our ansible-core (12.x <-> 2.19), pinned here, without installing it.
+ANSIBLE_COMMUNITY_PACKAGE="ansible==12.3.0"
+ensure_podman_collection() {
+    local dest="$root/.build/collections/ansible_collections/containers/podman" cache="$root/.build/cache"
+    local stamp="$dest/.from"
+    [[ -f "$stamp" && "$(cat "$stamp")" == "$ANSIBLE_COMMUNITY_PACKAGE" ]] && return 0
+    say "Unpacking containers.podman from $ANSIBLE_COMMUNITY_PACKAGE (PyPI)"
+    mkdir -p "$cache"
+    "$root/.venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps -d "$cache" \
+        "$ANSIBLE_COMMUNITY_PACKAGE"
+    rm -rf "$dest"
+    mkdir -p "$(dirname "$dest")"
+    "$root/.venv/bin/python" - "$cache" "${ANSIBLE_COMMUNITY_PACKAGE#*==}" "$dest" <<'PY'
+import glob, os, sys, zipfile
+cache, version, dest = sys.argv[1:]
+wheel = glob.glob(os.path.join(cache, "ansible-%s-*.whl" % version))[0]
+prefix = "ansible_collections/containers/podman/"
+with zipfile.ZipFile(wheel) as archive:
+    for name in archive.namelist():
+        if name.startswith(prefix) and not name.endswith("/"):
+            target = os.path.join(dest, name[len(prefix):])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with archive.open(name) as src, open(target, "wb") as out:
+                out.write(src.read())
+PY
+    printf '%s\n' "$ANSIBLE_COMMUNITY_PACKAGE" >"$stamp"
+}

@@ -22,6 +22,7 @@ package list below changes (its sha is stamped beside the base).
 """
 
 import argparse
+import fcntl
 import hashlib
 import json
 import os
@@ -187,6 +188,22 @@ def subnet_of(lab):
     return 100 + int(hashlib.sha256(lab.encode()).hexdigest(), 16) % 150
 
 
+def free_subnet(lab):
+    """The lab's own subnet, or the next one no other running lab holds (two names can hash alike)."""
+    taken = set()
+    labs = os.path.join(LAB_DIR, "labs")
+    for other in os.listdir(labs) if os.path.isdir(labs) else []:
+        try:
+            if other != lab:
+                taken.add(int(open(os.path.join(labs, other, "subnet")).read()))
+        except (OSError, ValueError):
+            continue
+    subnet = subnet_of(lab)
+    while subnet in taken:
+        subnet = 100 + (subnet - 99) % 150
+    return subnet
+
+
 def write(path, text, mode=0o644):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w") as f:
@@ -234,13 +251,18 @@ def up(lab, hosts, subnet=None, timeout=90):
     directory = lab_dir(lab)
     if os.path.isdir(directory):
         down(lab)
-    subnet = subnet or subnet_of(lab)
+    os.makedirs(os.path.join(LAB_DIR, "labs"), exist_ok=True)
+    allocation = open(os.path.join(LAB_DIR, "labs", ".lock"), "w")
+    fcntl.flock(allocation, fcntl.LOCK_EX)  # two labs coming up together never pick one subnet
+    subnet = subnet or free_subnet(lab)
     gateway = "10.%d.0.1" % subnet
     bridge = "sl-%s" % lab
     addresses = {host: "10.%d.0.%d" % (subnet, 10 + i) for i, host in enumerate(hosts)}
     hosts_lines = "".join("%s %s\n" % (addresses[h], h) for h in hosts)
     pubkey = open(KEY + ".pub").read()
     os.makedirs(directory)
+    write(os.path.join(directory, "subnet"), "%d\n" % subnet)
+    allocation.close()
     bridge_up(bridge, gateway)
     instances = []
     for host in hosts:
