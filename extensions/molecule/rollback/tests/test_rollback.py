@@ -1,5 +1,5 @@
 """app1 after the rollback from r2 to r1: the pm2 daemon a running, enabled systemd unit, `current`
-pointing at r1, both shop-web instances online and really running in r1, the saved process list
+pointing at r1, the shop-web instance online and really running in r1, the saved process list
 resurrecting them from `current`, HTTP answering r1's version, and the release record and the deploy
 record saying so."""
 
@@ -30,9 +30,9 @@ def test_current_points_at_r1(host):
     assert host.check_output("readlink %s/current", ROOT) == "releases/r1"
 
 
-def test_both_instances_online_running_in_r1(host):
+def test_the_instance_is_online_running_in_r1(host):
     processes = shop_web(host)
-    assert len(processes) == 2
+    assert len(processes) == 1
     for p in processes:
         assert p["pm2_env"]["status"] == "online"
         assert p["pm2_env"]["pm_cwd"] == ROOT + "/current"
@@ -41,7 +41,7 @@ def test_both_instances_online_running_in_r1(host):
 
 def test_pm2_saved_the_apps_it_resurrects(host):
     saved = [p for p in json.loads(host.file("/root/.pm2/dump.pm2").content_string) if p["name"] == "shop-web"]
-    assert len(saved) == 2
+    assert len(saved) == 1
     assert {p["pm_cwd"] for p in saved} == {ROOT + "/current"}
 
 
