@@ -60,9 +60,12 @@ def test_deploy_rollback_and_restore_job_templates(job):
 
     # the workflow's failure edge: rollback.yml with the deploy's answers changes nothing now
     snapshot = tree_snapshot(os.path.join(root, "releases"))
+    records = open(os.path.join(root, ".safeship", "deploys.jsonl")).read()
     status, rc, stdout, events = job("rollback.yml", deploy_release_id="r3", rollback_restore_db="false", confirm="")
     assert (status, rc) == ("successful", 0), stdout[-4000:]
     assert current_of(root) == "r2" and tree_snapshot(os.path.join(root, "releases")) == snapshot
+    # nothing rolled back, so no rollback in the deploy record either
+    assert open(os.path.join(root, ".safeship", "deploys.jsonl")).read() == records
 
     # the rollback job template on its own: back to r1
     status, rc, stdout, events = job("rollback.yml", rollback_to="", rollback_restore_db="false", confirm="")
