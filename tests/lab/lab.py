@@ -1,11 +1,10 @@
-#!/usr/bin/env python3
 """Test hosts for Molecule and the multi-host tests: Debian 12 machines booted with real systemd.
 
-    tests/lab/lab.py base                          # build the cached base root filesystem when missing
-    tests/lab/lab.py up LAB HOST... [--subnet N]   # boot HOST... of lab LAB, print the instance config
-    tests/lab/lab.py down LAB                      # power them off, remove the bridge and their disks
-    tests/lab/lab.py status LAB
-    tests/lab/lab.py podman-image                  # the same base as a podman image (second driver)
+    python3 tests/lab/lab.py base                          # build the cached base root filesystem when missing
+    python3 tests/lab/lab.py up LAB HOST... [--subnet N]   # boot HOST... of lab LAB, print the instance config
+    python3 tests/lab/lab.py down LAB                      # power them off, remove the bridge and their disks
+    python3 tests/lab/lab.py status LAB
+    python3 tests/lab/lab.py podman-image                  # the same base as a podman image (second driver)
 
 Driver `nspawn` (default): each host is `systemd-nspawn --boot` over an overlay of the shared base (its
 own upper directory holds only what differs: address, hostname, host keys, whatever the tests change),
@@ -61,7 +60,7 @@ def say(msg):
 
 
 def run(argv, check=True, **kwargs):
-    done = subprocess.run(argv, **kwargs)
+    done = subprocess.run(argv, check=False, **kwargs)
     if check and done.returncode != 0:
         raise SystemExit("lab: %s failed (rc %d)" % (" ".join(argv[:3]), done.returncode))
     return done
@@ -351,7 +350,7 @@ def podman_image():
     env = podman_env()
     if run(["podman", "image", "exists", IMAGE], check=False, env=env).returncode == 0:
         labels = subprocess.run(["podman", "image", "inspect", "--format", "{{index .Labels \"safeship.base\"}}",
-                                 IMAGE], env=env, stdout=subprocess.PIPE, text=True).stdout.strip()
+                                 IMAGE], env=env, stdout=subprocess.PIPE, text=True, check=False).stdout.strip()
         if labels == BASE_STAMP:
             return IMAGE
     say("importing the base into podman as %s" % IMAGE)
@@ -372,7 +371,7 @@ def podman_env():
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     sub = parser.add_subparsers(dest="command", required=True)
     base = sub.add_parser("base", help="build the base root filesystem when missing")
     base.add_argument("--force", action="store_true", help="rebuild it even when cached")

@@ -86,7 +86,7 @@ def test_queue_workers_running_under_supervisor(host):
 def test_a_queued_job_is_run_by_a_worker(host):
     pings = ROOT + "/shared/storage/app/pings.log"
     host.run_expect([0], "cd %s/current && runuser -u www-data -- php artisan app:ping molecule-ping" % ROOT)
-    for _ in range(40):
+    for _attempt in range(40):
         if host.file(pings).exists and "molecule-ping 1.0.0" in host.file(pings).content_string:
             break
         time.sleep(0.25)

@@ -62,7 +62,7 @@ def test_http_serves_version_2(host):
 def test_apps_resurrected_after_unit_restart(host):
     before = health(host)["pid"]
     host.run_expect([0], "systemctl restart pm2-root")
-    for _ in range(40):
+    for _attempt in range(40):
         try:
             body = health(host)
         except (AssertionError, ValueError):
