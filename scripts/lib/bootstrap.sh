@@ -4,7 +4,7 @@
 # safeship.webapp. Source it after setting `root` to the checkout.
 : "${root:?set root to the checkout before sourcing scripts/lib/bootstrap.sh}"
 
-say() { printf '==> %s\n' "$*"; }
+say() { printf '==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
 # ensure_apt_packages PKG...: apt-get install the packages that are not installed yet.
 ensure_apt_packages() {
