@@ -3,6 +3,7 @@
 The servers are session-scoped (one PostgreSQL 15 and one MariaDB per pytest worker, started on
 first use and removed at the end); every test gets its own database names through unique_name."""
 
+import os
 import sys
 import uuid
 
@@ -55,6 +56,23 @@ def ps_sampler():
 @pytest.fixture()
 def small_tmpfs():
     return _small_tmpfs
+
+
+# The test files that take minutes, longest first (--durations of a full run). They are collected first, so
+# `pytest -n 2 --dist loadfile --no-loadscope-reorder` (scripts/test), which hands files to the workers in
+# collection order, starts them first and the short files fill in around them: the two workers end together
+# instead of one waiting for the other's long file at the end. (xdist's default order, most tests first,
+# starts the one-test files - the longest - last.)
+LONGEST_FILES = (
+    "test_node_pm2_zero_downtime.py", "test_deploy_playbook.py", "test_node_pm2_role.py", "test_prisma_role.py",
+    "test_laravel_role.py", "test_deploy_two_hosts.py", "test_awx_deploy.py", "test_deploy_laravel.py",
+    "test_pm2_app.py", "test_deploy_hooks.py", "test_demo.py", "test_laravel_web.py", "test_deploy_prisma.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.fspath)), len(rank)))
 
 
 _SKIPPED = []
