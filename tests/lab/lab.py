@@ -170,9 +170,23 @@ def install_pm2(rootfs):
 
 
 def ensure_key():
-    if not os.path.isfile(KEY):
-        os.makedirs(LAB_DIR, exist_ok=True)
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "safeship-lab", "-f", KEY])
+    """The lab's SSH key pair, made once. Scenarios come up side by side (scripts/molecule runs two at a time), so
+    the pair is made under a lock, under a temporary name, and renamed into place public half first: nobody ever
+    reads the private key of one ssh-keygen with the public key of another (which locks every host out)."""
+    if os.path.isfile(KEY):
+        return KEY
+    os.makedirs(LAB_DIR, exist_ok=True)
+    with open(os.path.join(LAB_DIR, ".key.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.isfile(KEY):
+            fresh = KEY + ".new"
+            for path in (fresh, fresh + ".pub"):
+                if os.path.lexists(path):
+                    os.unlink(path)
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "safeship-lab", "-f", fresh],
+                stdin=subprocess.DEVNULL)
+            os.rename(fresh + ".pub", KEY + ".pub")
+            os.rename(fresh, KEY)
     return KEY
 
 

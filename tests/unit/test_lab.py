@@ -2,6 +2,8 @@
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -58,3 +60,18 @@ def test_the_mirror_is_the_one_apt_uses(lab, tmp_path, monkeypatch):
     monkeypatch.setattr("builtins.open", lambda path, *a, **k: real_open(
         sources if path == "/etc/apt/sources.list.d/debian.sources" else path, *a, **k))
     assert lab.mirror() == "http://mirror.example/debian"
+
+
+def test_scenarios_starting_together_share_one_matching_key_pair(tmp_path):
+    """Molecule starts two scenarios at once on a fresh checkout: each `lab.py up` makes sure the lab's SSH key
+    exists. Eight at once must leave one pair whose public half is the private key's (a private key of one
+    ssh-keygen with the public key of another locks every host out)."""
+    env = dict(os.environ, SAFESHIP_LAB_DIR=str(tmp_path))
+    code = "import sys; sys.path.insert(0, %r); import lab; lab.ensure_key()" % os.path.join(REPO, "tests", "lab")
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env) for attempt in range(8)]
+    assert [proc.wait(timeout=60) for proc in procs] == [0] * 8
+    key = tmp_path / "id_ed25519"
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True, check=True)
+    assert derived.stdout.split()[:2] == (tmp_path / "id_ed25519.pub").read_text().split()[:2]
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("id_")) == ["id_ed25519", "id_ed25519.pub"]
