@@ -6,8 +6,9 @@ import json
 import os
 
 from helpers.modules import REPO
-from helpers.node_apps import PM2, Pm2Home, free_port, get_json, make_release
+from helpers.node_apps import PM2, Pm2Home, get_json, make_release
 from helpers.playbooks import Playbook
+from helpers.ports import free_port
 from helpers.servers import PG_BIN
 
 PLAYBOOKS = os.path.join(REPO, "playbooks")

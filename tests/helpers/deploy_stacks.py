@@ -18,8 +18,9 @@ from helpers import prisma_app
 from helpers.deploy_site import PLAYBOOKS, NodeSite
 from helpers.laravel_app import db_env
 from helpers.laravel_role import CurrentServer
-from helpers.node_apps import Pm2Home, free_port, get_json
+from helpers.node_apps import Pm2Home, get_json
 from helpers.playbooks import Playbook
+from helpers.ports import free_port
 
 
 class LaravelSite(NodeSite):

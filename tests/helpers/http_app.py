@@ -174,15 +174,6 @@ def _handler_for(app):
     return Handler
 
 
-def free_port():
-    """A port with nothing listening on it (bound, then released)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 def self_signed_cert(directory):
     """(certfile, keyfile) for CN=127.0.0.1 with IP:127.0.0.1 as subjectAltName, made with the openssl CLI."""
     cert = str(directory / "cert.pem")

@@ -15,7 +15,7 @@ import time
 import urllib.error
 import urllib.request
 
-from helpers.node_apps import free_port
+from helpers.ports import free_port
 
 
 class _Threaded(socketserver.ThreadingMixIn, http.server.HTTPServer):

@@ -7,8 +7,7 @@ import subprocess
 import sys
 import tempfile
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-COLLECTIONS = os.path.join(REPO, ".build", "collections")
+from helpers.paths import COLLECTIONS, REPO
 
 
 def ensure_collection_path():

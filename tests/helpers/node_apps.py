@@ -8,22 +8,17 @@ PM2_HOME, and kills its daemon (and so every app it started) on close."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 
 from helpers.modules import REPO
+# free_port is imported from here by bench/switch.py
+from helpers.ports import free_port  # noqa: F401 pylint: disable=unused-import
 
 FIXTURES = os.path.join(REPO, "tests", "fixtures")
 APP = os.path.join(FIXTURES, "node_app")
 VARIANTS = {"good": None, "unhealthy": "node_app_unhealthy", "crash": "node_app_crash"}
 PM2 = os.path.join(REPO, ".build", "node", "node_modules", ".bin", "pm2")
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_release(dest, version, variant="good"):

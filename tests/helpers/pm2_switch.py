@@ -1,6 +1,7 @@
 """The node_pm2 role run by ansible-playbook, for the zero-downtime test and bench/switch.py.
 
-RolePlay writes an inventory (localhost, local connection, the venv's Python), a vars file with the
+RolePlay writes an inventory (localhost, local connection, the venv's Python: helpers.playbooks.Playbook
+runs the playbooks), a vars file with the
 role's variables for one app (cluster mode, `instances` workers on `port`, a private PM2_HOME) and
 two playbooks: deploy.yml (action deploy of one artifact directory as one release id) and
 switch.yml (one include_role per release id of a list, action switch: one ansible-playbook run for
@@ -8,14 +9,9 @@ all the switches). Every run's output is kept in the work directory."""
 
 import json
 import os
-import signal
-import subprocess
 
-from helpers.modules import REPO, ensure_collection_path
 from helpers.node_apps import make_release
-
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-PYTHON = os.path.join(VENV_BIN, "python")
+from helpers.playbooks import Playbook
 
 DEPLOY = """\
 ---
@@ -65,14 +61,15 @@ class RolePlay(object):
         self.name = name
         self.app_root = os.path.join(self.workdir, "app")
         self.artifacts = os.path.join(self.workdir, "artifacts")
-        self.process = None
-        self.runs = 0
+        self.running = None
         os.makedirs(self.artifacts, exist_ok=True)
-        with open(os.path.join(self.workdir, "inventory.ini"), "w") as handle:
-            handle.write("[app]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n" % PYTHON)
+        # PM2_HOME left out: the role gets it as node_pm2_pm2_home; the output stays in the logs (bench/switch.py
+        # prints its results on stdout)
+        self.play = Playbook(self.workdir, echo=False, env=dict(
+            NPM_CONFIG_UPDATE_NOTIFIER="false", NPM_CONFIG_CACHE=os.path.join(self.workdir, "npm-cache"),
+            PM2_HOME=None))
         for playbook, text in (("deploy.yml", DEPLOY), ("switch.yml", SWITCH)):
-            with open(os.path.join(self.workdir, playbook), "w") as handle:
-                handle.write(text)
+            self.play.write(text, playbook)
         self.variables = dict(
             node_pm2_app_root=self.app_root,
             node_pm2_pm2_home=pm2_home.path,
@@ -102,42 +99,14 @@ class RolePlay(object):
 
     def playbook(self, name, extra_vars, timeout):
         """Run a playbook; the CompletedProcess has .stdout (output) and .log (its file)."""
-        self.runs += 1
-        tag = "%02d-%s" % (self.runs, name.split(".")[0])
-        extra = os.path.join(self.workdir, tag + ".extra.json")
-        with open(extra, "w") as handle:
-            json.dump(extra_vars, handle)
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(), ANSIBLE_NOCOLOR="1",
-                   ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0",
-                   ANSIBLE_LOCAL_TEMP=os.path.join(self.workdir, "tmp"),
-                   ANSIBLE_HOME=os.path.join(self.workdir, "ansible-home"),
-                   NPM_CONFIG_UPDATE_NOTIFIER="false", NPM_CONFIG_CACHE=os.path.join(self.workdir, "npm-cache"),
-                   PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
-        env.pop("ANSIBLE_CONFIG", None)
-        env.pop("PM2_HOME", None)  # the role gets it as node_pm2_pm2_home
-        argv = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", "inventory.ini", name, "-e", "@" + extra]
-        # its own session: a Ctrl-C in a terminal reaches the caller, which stops this run itself
-        self.process = subprocess.Popen(argv, cwd=self.workdir, env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, universal_newlines=True, start_new_session=True)
+        self.running = self.play.start(os.path.join(self.workdir, name), extra_vars)
         try:
-            out, dummy = self.process.communicate(timeout=timeout)
-        except BaseException:
-            self.kill()
-            raise
-        proc = subprocess.CompletedProcess(argv, self.process.returncode, out)
-        proc.log = os.path.join(self.workdir, tag + ".log")
-        with open(proc.log, "w") as handle:
-            handle.write(out)
-        self.process = None
-        return proc
+            return self.running.wait(timeout)
+        finally:
+            self.running = None
 
     def kill(self):
         """Stop a playbook still running (its whole process group)."""
-        if self.process is not None and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(10)
-            except (OSError, subprocess.TimeoutExpired):
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        self.process = None
+        if self.running is not None:
+            self.running.kill()
+        self.running = None

@@ -11,7 +11,8 @@ playbook that reaches outside ``project/`` fails here as it would in AWX.
 What differs from AWX, and why: no container (no engine runs here) - the worker runs the venv's
 ansible-playbook with ANSIBLE_COLLECTIONS_PATH at the checkout's .build/collections, where the EE
 would have the collection installed; hosts use the local connection with the venv's Python
-(interpreter discovery finds a broken pyenv shim on these machines, see helpers/playbooks.py).
+(interpreter discovery finds a broken pyenv shim on these machines): the environment and the inventory
+are helpers.playbooks' (ansible_variables, local_inventory), as for the tests that run ansible-playbook.
 
 Like AWX, the extra vars file marks every string !unsafe (AWX does so for launch-time and survey
 values), so a playbook that only works when it can template a survey answer fails here too."""
@@ -24,8 +25,8 @@ import uuid
 
 import yaml
 
-from helpers.modules import REPO, ensure_collection_path
-from helpers.playbooks import PYTHON, VENV_BIN
+from helpers.paths import REPO
+from helpers.playbooks import ansible_variables, local_inventory, write_private
 
 # ansible_runner is imported by the functions, not here: a missing ansible-runner fails the test
 # that uses it (with the import error), it never skips it or breaks collection of the other tests.
@@ -33,11 +34,7 @@ from helpers.playbooks import PYTHON, VENV_BIN
 
 def localhost_inventory(*groups):
     """inventory/hosts text: localhost in each group, local connection, the venv's Python."""
-    lines = []
-    for group in groups or ("all",):
-        lines += ["[%s]" % group,
-                  "localhost ansible_connection=local ansible_python_interpreter=%s" % PYTHON, ""]
-    return "\n".join(lines)
+    return local_inventory([(group, ("localhost",)) for group in groups or ("all",)])
 
 
 class _UnsafeDumper(yaml.SafeDumper):
@@ -77,11 +74,9 @@ def awx_extravars_yaml(extravars, job_vars=None):
     return "".join(parts) or "{}\n"
 
 
-def _write(path, text, mode=0o600):
+def _write(path, text):
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    write_private(path, text)
 
 
 def private_data_dir(tmp_path, extravars, inventory_text, cmdline="", job_timeout=600, job_vars=None, name=None):
@@ -93,16 +88,9 @@ def private_data_dir(tmp_path, extravars, inventory_text, cmdline="", job_timeou
     shutil.copytree(os.path.join(REPO, "playbooks"), os.path.join(pdd, "project", "playbooks"))
     _write(os.path.join(pdd, "inventory", "hosts"), inventory_text)
     _write(os.path.join(pdd, "env", "extravars"), awx_extravars_yaml(extravars, job_vars))
-    local_tmp = os.path.join(pdd, "tmp")
-    envvars = {
-        "ANSIBLE_COLLECTIONS_PATH": ensure_collection_path(),
-        "ANSIBLE_HOME": os.path.join(pdd, "ansible-home"),
-        "ANSIBLE_LOCAL_TEMP": local_tmp,
-        "ANSIBLE_NOCOLOR": "1",
-        "ANSIBLE_FORCE_COLOR": "0",
-        # ansible-playbook and the tools the modules find on PATH, as in the EE
-        "PATH": VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
-    }
+    # the tests' Ansible environment (helpers.playbooks): the collection, a private ANSIBLE_HOME and local
+    # temp, and ansible-playbook and the tools the modules find on PATH, as in the EE
+    envvars = ansible_variables(pdd)
     if "ANSIBLE_CONFIG" in os.environ:
         # runner extends the caller's environment and cannot drop a variable: an empty config instead
         envvars["ANSIBLE_CONFIG"] = os.devnull

@@ -10,7 +10,6 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,13 +17,9 @@ import time
 import psycopg2
 import pymysql
 
+from helpers.ports import free_port
+
 PG_BIN = "/usr/lib/postgresql/15/bin"
-
-
-def free_port():
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_password():

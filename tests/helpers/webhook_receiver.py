@@ -25,6 +25,8 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from helpers.ports import free_port
+
 
 class Request(object):
     def __init__(self, method, path, headers, body):
@@ -164,11 +166,7 @@ class WebhookReceiver(object):
 
 def refused_url(path="/hooks/T000/B000/s3cr3t-xyz"):
     """A URL on a loopback port nobody listens on (bound then closed)."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return "http://127.0.0.1:%d%s" % (port, path)
+    return "http://127.0.0.1:%d%s" % (free_port(), path)
 
 
 def self_signed_cert(directory):

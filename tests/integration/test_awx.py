@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from helpers.modules import REPO
-from helpers.playbooks import VENV_BIN
+from helpers.paths import VENV_BIN
 from helpers.runner import failed_events, localhost_inventory, run_with_runner
 from helpers.webhook_receiver import WebhookReceiver
 

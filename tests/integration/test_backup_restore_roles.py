@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from helpers.playbooks import REPO, Playbook
+from helpers.paths import REPO
+from helpers.playbooks import Playbook
 
 from . import seed
 

@@ -13,9 +13,8 @@ import textwrap
 
 import pytest
 
-from helpers.modules import REPO
-
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
+from helpers.paths import REPO, venv_tool
+from helpers.playbooks import Playbook
 
 PLAYBOOK = textwrap.dedent("""\
     - name: Ship a site with safeship.webapp installed from its tarball
@@ -78,7 +77,7 @@ PLAYBOOK = textwrap.dedent("""\
 @pytest.fixture(scope="module")
 def tarball(tmp_path_factory):
     out = tmp_path_factory.mktemp("build")
-    proc = subprocess.run([os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "build", "--output-path",
+    proc = subprocess.run([venv_tool("ansible-galaxy"), "collection", "build", "--output-path",
                            str(out), REPO], cwd=REPO, capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with open(os.path.join(REPO, "galaxy.yml")) as galaxy:
@@ -88,15 +87,12 @@ def tarball(tmp_path_factory):
     return str(path)
 
 
-def outside_env(workdir, collections):
-    """An environment that sees only `collections`: no checkout link, no collections on sys.path, no
-    ansible.cfg, run from a directory outside the checkout."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
-    env.update(ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
-               ANSIBLE_HOME=os.path.join(workdir, "ansible-home"), ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "tmp"),
-               ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCALHOST_WARNING="false",
-               ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
-    return env
+def outside_variables(collections):
+    """What the tests' Ansible environment (helpers.playbooks.ansible_env) changes to see only `collections`: no
+    checkout link, no collections on sys.path (with isolated=True, no ANSIBLE_* variable of the caller either: no
+    ansible.cfg); the commands run from a directory outside the checkout."""
+    return dict(ANSIBLE_COLLECTIONS_PATH=collections, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH="false",
+                ANSIBLE_LOCALHOST_WARNING="false", ANSIBLE_INVENTORY_UNPARSED_WARNING="false")
 
 
 def test_the_tarball_holds_the_collection_and_nothing_of_the_workshop(tarball):
@@ -121,20 +117,18 @@ def test_a_playbook_outside_the_checkout_uses_the_installed_collection(tarball, 
     with sqlite3.connect(str(workdir / "notes.sqlite")) as conn:
         conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
         conn.executemany("INSERT INTO notes (body) VALUES (?)", [("note %d" % i,) for i in range(17)])
-    (workdir / "site.yml").write_text(PLAYBOOK)
-    (workdir / "hosts.ini").write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n"
-                                       % os.path.join(VENV_BIN, "python"))
-    env = outside_env(str(workdir), str(collections))
-    playbook = [os.path.join(VENV_BIN, "ansible-playbook"), "-i", "hosts.ini", "-e", "workdir=%s" % workdir]
+    playbook = Playbook(workdir, groups={"ungrouped": ("localhost",)}, env=outside_variables(str(collections)),
+                        isolated=True)
+    site = playbook.write(PLAYBOOK, "site.yml")
+    env = playbook.env()
 
     # not installed yet: the roles cannot be found (so nothing below can come from the checkout)
-    before = subprocess.run(playbook + ["site.yml"], cwd=str(workdir), env=env,
-                            capture_output=True, text=True, check=False)
+    before = playbook.run_file(site, dict(workdir=str(workdir)))
     assert before.returncode != 0
-    assert "couldn't resolve module/action 'safeship.webapp." in before.stdout + before.stderr
+    assert "couldn't resolve module/action 'safeship.webapp." in before.stdout
     assert not (workdir / "backups").exists()
 
-    install = subprocess.run([os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "install", tarball,
+    install = subprocess.run([venv_tool("ansible-galaxy"), "collection", "install", tarball,
                               "-p", str(collections)], cwd=str(workdir), env=env,
                              capture_output=True, text=True, check=False)
     assert install.returncode == 0, install.stdout + install.stderr
@@ -142,14 +136,13 @@ def test_a_playbook_outside_the_checkout_uses_the_installed_collection(tarball, 
     assert (installed / "plugins" / "modules" / "db_backup.py").is_file()
     assert not installed.is_symlink()
 
-    listed = subprocess.run([os.path.join(VENV_BIN, "ansible-galaxy"), "collection", "list", "safeship.webapp",
+    listed = subprocess.run([venv_tool("ansible-galaxy"), "collection", "list", "safeship.webapp",
                              "--format", "json"], cwd=str(workdir), env=env, capture_output=True, text=True,
                             check=True)
     assert list(json.loads(listed.stdout)) == [str(collections / "ansible_collections")]
 
-    run = subprocess.run(playbook + ["site.yml"], cwd=str(workdir), env=env,
-                         capture_output=True, text=True, check=False)
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    run = playbook.run_file(site, dict(workdir=str(workdir)))
+    assert run.returncode == 0, run.stdout[-6000:]
     outcome = json.loads((workdir / "outcome.json").read_text())
 
     backup = outcome["backups"][0]
@@ -168,12 +161,10 @@ def test_a_playbook_outside_the_checkout_uses_the_installed_collection(tarball, 
     assert records[0]["changes"] == ["connection keys: database,engine"]
 
     # a playbook of the collection, by its FQCN: the restore drill over the same backups
-    drill = subprocess.run(playbook + ["-e", "restore_drill_hosts=localhost", "-e", "backup_dest=%s/backups" % workdir,
-                                       "-e", json.dumps({"backup_databases": [{"engine": "sqlite", "name": "notes",
-                                                         "database": str(workdir / "notes.sqlite")}]}),
-                                       "-e", "restore_drill_report_file=%s/drill.json" % workdir,
-                                       "safeship.webapp.restore_drill"],
-                           cwd=str(workdir), env=env, capture_output=True, text=True, check=False)
-    assert drill.returncode == 0, drill.stdout[-6000:] + drill.stderr[-3000:]
+    drill = playbook.run_file("safeship.webapp.restore_drill", dict(
+        workdir=str(workdir), restore_drill_hosts="localhost", backup_dest="%s/backups" % workdir,
+        backup_databases=[{"engine": "sqlite", "name": "notes", "database": str(workdir / "notes.sqlite")}],
+        restore_drill_report_file="%s/drill.json" % workdir))
+    assert drill.returncode == 0, drill.stdout[-6000:]
     report = json.loads((workdir / "drill.json").read_text())
     assert (report["mode"], report["ok"], [r["ok"] for r in report["results"]]) == ("drill", True, [True])

@@ -8,7 +8,8 @@ import os
 import subprocess
 
 from helpers.modules import REPO
-from helpers.node_apps import PM2, free_port, get_json
+from helpers.node_apps import PM2, get_json
+from helpers.ports import free_port
 
 DEMO = os.path.join(REPO, "scripts", "demo")
 DEMO_DIR = os.path.join(REPO, ".build", "demo")

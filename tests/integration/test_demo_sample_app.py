@@ -13,8 +13,9 @@ import urllib.request
 import pytest
 
 from helpers.demo_app import BASE, OVERLAYS, assemble_release, install_release, migrate
-from helpers.node_apps import free_port, get_json
+from helpers.node_apps import get_json
 from helpers.pm2_checks import write_ecosystem
+from helpers.ports import free_port
 
 V2_ERROR = {"status": "error", "version": "2.0.0", "error": "PAYMENTS_URL is not set"}
 

@@ -8,9 +8,7 @@ import sys
 import textwrap
 import time
 
-from helpers.modules import COLLECTIONS, REPO
-
-ANSIBLE_PLAYBOOK = os.path.join(REPO, ".venv", "bin", "ansible-playbook")
+from helpers.playbooks import Playbook
 
 
 def lock_doc(path):
@@ -162,21 +160,15 @@ def test_bad_input_changes_nothing(run_module, tmp_path):
 
 
 def run_playbook(tmp_path, name, tasks):
-    playbook = tmp_path / (name + ".yml")
-    playbook.write_text(textwrap.dedent("""\
+    """(the ansible-playbook process, its output) of a play of these tasks on localhost."""
+    playbook = Playbook(tmp_path / "play", env=dict(ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote")))
+    running = playbook.start(playbook.write(textwrap.dedent("""\
         - name: {name}
           hosts: localhost
           gather_facts: false
           tasks:
-        """).format(name=name) + textwrap.indent(textwrap.dedent(tasks), "    "))
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text("localhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_LOCAL_TEMP=str(tmp_path / "local"),
-               ANSIBLE_REMOTE_TEMP=str(tmp_path / "remote"), ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0")
-    process = subprocess.Popen([ANSIBLE_PLAYBOOK, "-i", str(inventory), str(playbook)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, universal_newlines=True, env=env, cwd=str(tmp_path))
-    output = process.communicate(timeout=300)[0]
-    return process, output
+        """).format(name=name) + textwrap.indent(textwrap.dedent(tasks), "    ")))
+    return running.process, running.wait(300).stdout
 
 
 def test_lock_taken_by_ansible_playbook_is_stale_when_it_exits(run_module, tmp_path):

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from helpers.http_app import PASSWORD, App, free_port, self_signed_cert
+from helpers.http_app import PASSWORD, App, self_signed_cert
+from helpers.ports import free_port
 
 FAST = dict(delay=0.01)
 

@@ -4,18 +4,11 @@ never shows the captured token or the login password, and run_in_check_mode: fal
 skipped in check mode while the others still probe."""
 
 import json
-import os
-import re
-import subprocess
-import sys
 
 import pytest
 
 from helpers.http_app import PASSWORD, App
-from helpers.modules import REPO, ensure_collection_path
-
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-PYTHON = os.path.join(VENV_BIN, "python")
+from helpers.playbooks import Playbook, recap
 
 PLAYBOOK = """\
 ---
@@ -115,29 +108,8 @@ def app():
 
 
 def run_playbook(workdir, app, *options):
-    (workdir / "site.yml").write_text(PLAYBOOK)
-    (workdir / "inventory.ini").write_text(
-        "localhost ansible_connection=local ansible_python_interpreter=%s\n" % PYTHON)
-    vars_file = workdir / "vars.json"
-    vars_file.write_text(json.dumps(dict(base=app.url(""), smoke_password=PASSWORD, out_dir=str(workdir))))
-    os.chmod(str(vars_file), 0o600)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_LOCAL_TEMP=str(workdir / "tmp"),
-               ANSIBLE_HOME=str(workdir / "ansible-home"), PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
-    env.pop("ANSIBLE_CONFIG", None)
-    proc = subprocess.run(
-        [os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(workdir / "inventory.ini"), str(workdir / "site.yml"),
-         "-e", "@" + str(vars_file), "-vvv"] + list(options),
-        cwd=str(workdir), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-        timeout=300, check=False)
-    sys.stdout.write(proc.stdout[-6000:])  # shown by pytest when an assertion fails
-    return proc
-
-
-def recap(output):
-    match = re.search(r"^localhost\s+:\s+(.*)$", output, re.MULTILINE)
-    assert match, "no PLAY RECAP line"
-    return dict((k, int(v)) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1)))
+    return Playbook(workdir).run(PLAYBOOK, dict(base=app.url(""), smoke_password=PASSWORD, out_dir=str(workdir)),
+                                 "-vvv", *options, timeout=300)
 
 
 @pytest.mark.parametrize("check_mode", [False, True], ids=["real", "check"])

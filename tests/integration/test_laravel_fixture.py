@@ -15,7 +15,7 @@ import pytest
 
 from helpers.laravel_app import (LaravelLab, add_tenants, artisan, lab_server, make_laravel_release, migrate_status,
                                  migration_names, php_server, tables)
-from helpers.node_apps import free_port
+from helpers.ports import free_port
 
 CENTRAL_TABLES = {"failed_jobs", "jobs", "migrations", "tenants", "users"}
 TENANT_TABLES = {"comments", "migrations", "posts"}

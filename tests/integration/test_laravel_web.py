@@ -27,8 +27,8 @@ import pytest
 
 from helpers.laravel_app import db_env, make_laravel_release, tables
 from helpers.load import LoadGenerator
-from helpers.node_apps import free_port
 from helpers.playbooks import Playbook
+from helpers.ports import free_port
 from helpers.web_stack import Nginx, PhpFpm, Supervisord, chown_tree, http_get, wait_until, web_tmpdir, write_site
 
 WEB_USER = "www-data"

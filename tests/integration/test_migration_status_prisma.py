@@ -11,7 +11,7 @@ import urllib.parse
 import pytest
 
 from helpers import prisma_app
-from helpers.node_apps import free_port
+from helpers.ports import free_port
 
 M1, M2, M3 = prisma_app.MIGRATIONS
 

@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from helpers.node_apps import free_port, get_json, make_release
+from helpers.node_apps import get_json, make_release
 from helpers.playbooks import Playbook, recap
+from helpers.ports import free_port
 from helpers.releases import current_of, state_of, tree_snapshot
 
 SECRET = "sk_live_9f8e7d6c5b4a"

@@ -10,8 +10,9 @@ really replaced the workers (new pids)."""
 import pytest
 
 from helpers.load import LoadGenerator
-from helpers.node_apps import free_port, get_json
+from helpers.node_apps import get_json
 from helpers.pm2_switch import RolePlay
+from helpers.ports import free_port
 
 SWITCHES = 20
 RATE = 150

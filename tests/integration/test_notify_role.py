@@ -4,18 +4,11 @@ recap shows failed=0), check mode sends nothing, and no webhook URL secret appea
 even at -vvv."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from helpers.modules import REPO, ensure_collection_path
-from helpers.playbooks import recap
+from helpers.playbooks import Playbook, recap
 from helpers.webhook_receiver import WebhookReceiver
-
-VENV_BIN = os.path.join(REPO, ".venv", "bin")
-PYTHON = os.path.join(VENV_BIN, "python")
 
 SLACK_SECRET = "s3cr3t-xyz"
 TEAMS_SECRET = "sig-teams-7a6b5c4d"
@@ -78,34 +71,14 @@ def receiver():
 
 @pytest.fixture()
 def workdir(tmp_path):
-    inventory = tmp_path / "inventory.ini"
-    inventory.write_text(
-        "localhost ansible_connection=local ansible_python_interpreter={python}\n"
-        "[app]\n"
-        "app1 ansible_connection=local ansible_python_interpreter={python}\n"
-        "app2 ansible_connection=local ansible_python_interpreter={python}\n".format(python=PYTHON))
-    (tmp_path / "deploy.yml").write_text(PLAYBOOK)
     (tmp_path / "markers").mkdir()
     return tmp_path
 
 
 def run_playbook(workdir, extra_vars, *options):
-    vars_file = workdir / "vars.json"
-    vars_file.write_text(json.dumps(dict(extra_vars, marker_dir=str(workdir / "markers"))))
-    os.chmod(str(vars_file), 0o600)
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0", ANSIBLE_HOST_KEY_CHECKING="0", ANSIBLE_RETRY_FILES_ENABLED="0",
-               ANSIBLE_LOCAL_TEMP=str(workdir / "tmp"), ANSIBLE_HOME=str(workdir / "ansible-home"),
-               PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
-    env.pop("ANSIBLE_CONFIG", None)
-    proc = subprocess.run(
-        [os.path.join(VENV_BIN, "ansible-playbook"), "-i", str(workdir / "inventory.ini"), str(workdir / "deploy.yml"),
-         "-e", "@" + str(vars_file)] + list(options),
-        cwd=str(workdir), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True,
-        timeout=300, check=False)
-    (workdir / "ansible-playbook.log").write_text(proc.stdout)
-    sys.stdout.write(proc.stdout[-6000:])  # shown by pytest when an assertion fails
-    return proc
+    # localhost outside the play's group, two app hosts in it
+    playbook = Playbook(workdir, groups={"ungrouped": ("localhost",), "app": ("app1", "app2")})
+    return playbook.run(PLAYBOOK, dict(extra_vars, marker_dir=str(workdir / "markers")), *options, timeout=300)
 
 
 def assert_no_secret(output):

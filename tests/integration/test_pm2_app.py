@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from helpers.node_apps import PM2, free_port
+from helpers.node_apps import PM2
 from helpers.pm2_checks import (
     Requester,
     daemon_files,
@@ -19,6 +19,7 @@ from helpers.pm2_checks import (
     without_invocation,
     write_ecosystem,
 )
+from helpers.ports import free_port
 
 
 def cluster_app(name, current, port, instances=2, **extra):

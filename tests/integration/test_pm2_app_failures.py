@@ -3,12 +3,12 @@ cluster), a port already taken, pm2 missing, invalid ecosystems, a home without 
 
 import os
 import re
-import socket
 
 import pytest
 
-from helpers.node_apps import PM2, free_port
+from helpers.node_apps import PM2
 from helpers.pm2_checks import daemon_files, daemons_of, serves, write_ecosystem
+from helpers.ports import free_port, listening
 
 
 def no_daemon(home):
@@ -50,21 +50,16 @@ def test_crashing_release_reloaded_in_cluster_mode(task, releases, tmp_path):
 
 @pytest.mark.parametrize("how", ["ecosystem", "public_env", "env"])
 def test_port_already_in_use_is_named(task, releases, tmp_path, how):
-    holder = socket.socket()
-    holder.bind(("127.0.0.1", 0))
-    holder.listen(1)
-    port = holder.getsockname()[1]
     current = releases.switch(str(tmp_path / "current"), "1.0.0")
-    if how == "ecosystem":
-        eco = write_ecosystem(str(tmp_path / "ecosystem.yaml"), [
-            {"name": "api", "script": "dist/server.js", "cwd": current, "env": {"PORT": port}}])
-        args = {"ecosystem": eco}
-    else:
-        args = {"name": "api", "script": "dist/server.js", "cwd": current, how: {"PORT": str(port)}}
-    try:
+    with listening() as holder:  # the port stays taken while the app starts
+        port = holder.getsockname()[1]
+        if how == "ecosystem":
+            eco = write_ecosystem(str(tmp_path / "ecosystem.yaml"), [
+                {"name": "api", "script": "dist/server.js", "cwd": current, "env": {"PORT": port}}])
+            args = {"ecosystem": eco}
+        else:
+            args = {"name": "api", "script": "dist/server.js", "cwd": current, how: {"PORT": str(port)}}
         result = task.fails(wait_online_timeout=20, **args)
-    finally:
-        holder.close()
     # a port given in env (no_log) is masked by Ansible wherever it appears; public_env keeps it readable
     shown = "********" if how == "env" else str(port)
     assert result["msg"].startswith("pm2_app: port %s is already in use (EADDRINUSE): app api " % shown)

@@ -10,7 +10,8 @@ import subprocess
 import pytest
 
 from helpers import prisma_app
-from helpers.node_apps import free_port, get_json, wait_for_version
+from helpers.node_apps import get_json, wait_for_version
+from helpers.ports import free_port
 
 M1, M2, M3 = prisma_app.MIGRATIONS
 

@@ -15,8 +15,9 @@ import urllib.parse
 import pytest
 
 from helpers import prisma_app
-from helpers.node_apps import Pm2Home, free_port, get_json
+from helpers.node_apps import Pm2Home, get_json
 from helpers.playbooks import Playbook, recap
+from helpers.ports import free_port
 from helpers.releases import current_of, state_of, tree_snapshot
 
 M1, M2, M3 = prisma_app.MIGRATIONS

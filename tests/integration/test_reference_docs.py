@@ -9,13 +9,15 @@ import os
 import re
 import subprocess
 
-from helpers.modules import REPO, ensure_collection_path
+from helpers.modules import REPO
+from helpers.paths import venv_tool
+from helpers.playbooks import ansible_env
 
-ANSIBLE_DOC = os.path.join(REPO, ".venv", "bin", "ansible-doc")
+ANSIBLE_DOC = venv_tool("ansible-doc")
 
 
 def documented(kind):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(), ANSIBLE_NOCOLOR="1")
+    env = ansible_env()
     listing = subprocess.run([ANSIBLE_DOC, "--json", "-t", kind, "-l", "safeship.webapp"], env=env,
                              capture_output=True, text=True, check=True).stdout
     names = sorted(json.loads(listing))

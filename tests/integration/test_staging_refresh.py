@@ -14,7 +14,8 @@ import urllib.parse
 import pytest
 
 from helpers import prisma_app
-from helpers.playbooks import Playbook, REPO
+from helpers.paths import REPO
+from helpers.playbooks import Playbook
 
 M1, M2, M3 = prisma_app.MIGRATIONS
 PLAYBOOK = os.path.join(REPO, "playbooks", "staging_refresh.yml")

@@ -8,13 +8,12 @@ environment reached artisan, and the password is checked absent from every resul
 import json
 import os
 import stat
-import subprocess
 import time
 
 import pytest
 
 from helpers.laravel_app import LaravelLab, add_tenants, artisan, lab_server, migrate_status, migration_names, tables
-from helpers.playbooks import VENV_BIN, Playbook, recap
+from helpers.playbooks import Playbook, recap
 
 TENANTS = ["t%02d" % n for n in range(1, 21)]
 TENANT_TABLES = ["comments", "migrations", "posts"]
@@ -394,18 +393,9 @@ def test_async_progress_through_the_state_file(tmp_path):
           - (progress.content | b64decode | from_json).done == 12
 """
     seen = []
-    proc_env = playbook.env()
-    playbook_path = os.path.join(playbook.workdir, "async.yml")
-    with open(playbook_path, "w") as handle:
-        handle.write(text)
-    vars_path = os.path.join(playbook.workdir, "vars.json")
-    with open(vars_path, "w") as handle:
-        json.dump(dict(tenants=tenants, state=state), handle)
-    proc = subprocess.Popen([os.path.join(VENV_BIN, "ansible-playbook"), "-i", playbook.inventory, playbook_path,
-                             "-e", "@" + vars_path], cwd=playbook.workdir, env=proc_env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, universal_newlines=True)
+    running = playbook.start(playbook.write(text, "async.yml"), dict(tenants=tenants, state=state))
     # meanwhile, sample the state file as an outside observer would
-    while proc.poll() is None:
+    while running.poll() is None:
         try:
             with open(state) as handle:
                 data = json.load(handle)
@@ -413,7 +403,8 @@ def test_async_progress_through_the_state_file(tmp_path):
         except (OSError, ValueError):
             pass
         time.sleep(0.05)
-    output = proc.stdout.read()
+    proc = running.wait()
+    output = proc.stdout
     assert proc.returncode == 0, output
     assert recap(output)["failed"] == 0
     assert seen, "the state file never appeared during the run"

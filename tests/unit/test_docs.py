@@ -14,7 +14,9 @@ import subprocess
 
 import pytest
 
-from helpers.modules import REPO, ensure_collection_path
+from helpers.modules import REPO
+from helpers.paths import venv_tool
+from helpers.playbooks import ansible_env
 
 PAGES = sorted(
     [os.path.join(REPO, "README.md")]
@@ -153,21 +155,16 @@ def test_broken_pages_are_caught(tmp_path):
     assert slug('Table "already exists"') == "table-already-exists"
 
 
-def changelog_env():
-    return dict(os.environ, ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(),
-                PATH=os.path.join(REPO, ".venv", "bin") + os.pathsep + os.environ["PATH"])
-
-
 def test_the_changelog_is_generated_from_the_fragments(tmp_path):
-    tool = os.path.join(REPO, ".venv", "bin", "antsibull-changelog")
-    lint = subprocess.run([tool, "lint"], cwd=REPO, env=changelog_env(), capture_output=True, text=True, check=False)
+    tool = venv_tool("antsibull-changelog")
+    lint = subprocess.run([tool, "lint"], cwd=REPO, env=ansible_env(), capture_output=True, text=True, check=False)
     assert (lint.returncode, lint.stdout + lint.stderr) == (0, "")
     # generate in a copy: the tool refreshes its plugin cache in place
     copy = tmp_path / "collection"
     shutil.copytree(os.path.join(REPO, "changelogs"), str(copy / "changelogs"))
     shutil.copy(os.path.join(REPO, "galaxy.yml"), str(copy / "galaxy.yml"))
     out = tmp_path / "CHANGELOG.md"
-    proc = subprocess.run([tool, "generate", "--output", str(out)], cwd=str(copy), env=changelog_env(),
+    proc = subprocess.run([tool, "generate", "--output", str(out)], cwd=str(copy), env=ansible_env(),
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     committed = read(os.path.join(REPO, "CHANGELOG.md"))

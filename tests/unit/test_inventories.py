@@ -17,10 +17,11 @@ import pytest
 import yaml
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
-from helpers.modules import COLLECTIONS, REPO, ensure_collection_path
+from helpers.modules import REPO, ensure_collection_path
+from helpers.paths import venv_tool
+from helpers.playbooks import Playbook, ansible_env
 
 INVENTORIES = os.path.join(REPO, "inventories")
-ANSIBLE_INVENTORY = os.path.join(REPO, ".venv", "bin", "ansible-inventory")
 
 # Variables of the playbooks themselves (not of a role), which an inventory may set: grep
 # playbooks/*.yml for `| default(` on names no argument spec has. Each must still appear in playbooks/.
@@ -234,10 +235,9 @@ def wrong_types(hostvars):
 
 
 def ansible_inventory(inventory):
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_INVENTORY_UNPARSED_FAILED="true",
-               ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="true", ANSIBLE_NOCOLOR="1")
+    env = ansible_env(ANSIBLE_INVENTORY_UNPARSED_FAILED="true", ANSIBLE_INVENTORY_ANY_UNPARSED_IS_FAILED="true")
     # --list does not template, so the vault_* variables may stay undefined (no vault.yml is committed)
-    argv = [ANSIBLE_INVENTORY, "-i", inventory, "--list"]
+    argv = [venv_tool("ansible-inventory"), "-i", inventory, "--list"]
     process = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert process.returncode == 0, "ansible-inventory -i %s: %s" % (inventory, process.stderr)
     return json.loads(process.stdout)
@@ -388,15 +388,11 @@ def _playbook_check(name, playbook, workdir, *extra):
     turned into a closed local port: the tasks that run on the controller (argument specs, the playbooks'
     and roles' own checks) run for real, the first task that needs a host finds it unreachable.
     Returns the process and the PLAY RECAP counters by host."""
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-               ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_HOME=os.path.join(workdir, "home"),
-               ANSIBLE_LOCAL_TEMP=os.path.join(workdir, "tmp"), ANSIBLE_HOST_KEY_CHECKING="0")
-    env.pop("ANSIBLE_CONFIG", None)
     inventory = os.path.join(INVENTORIES, name)
-    argv = [os.path.join(REPO, ".venv", "bin", "ansible-playbook"), os.path.join(REPO, "playbooks", playbook),
-            "-i", inventory, "-e", "@" + os.path.join(inventory, "group_vars", "all", "vault.yml.example"),
-            "-e", "ansible_host=127.0.0.1", "-e", "ansible_port=1", "--check"] + list(extra)
-    process = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=False)
+    process = Playbook(workdir, inventory=inventory).run_file(
+        os.path.join(REPO, "playbooks", playbook), None,
+        "-e", "@" + os.path.join(inventory, "group_vars", "all", "vault.yml.example"),
+        "-e", "ansible_host=127.0.0.1", "-e", "ansible_port=1", "--check", *extra, timeout=300)
     counters = {host: dict((key, int(value)) for key, value in re.findall(r"(\w+)=(\d+)", line))
                 for host, line in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", process.stdout, re.MULTILINE)}
     return process, counters

@@ -3,7 +3,6 @@ other than 200, a server that never answers. It runs in its own process; the ser
 HTTP servers in the test process."""
 
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -11,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from helpers.load import LoadError, LoadGenerator, Summary
+from helpers.ports import free_port, listening
 
 
 class _Server(ThreadingHTTPServer):
@@ -48,9 +48,7 @@ def halt(server):
 
 @pytest.fixture()
 def port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return free_port()
 
 
 def test_a_server_stopped_midway_is_counted_and_the_versions_are_in_order(port):
@@ -104,9 +102,7 @@ def test_answers_other_than_200_are_failures(port):
 
 def test_a_server_that_never_answers_times_out(port):
     # listens (the kernel accepts the connections) but never reads nor answers
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", port))
-        sock.listen(512)
+    with listening(port, backlog=512):
         with LoadGenerator("http://127.0.0.1:%d/health" % port, rate=20, workers=4, timeout=0.3) as load:
             time.sleep(1.0)
     summary = load.summary

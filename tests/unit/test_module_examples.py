@@ -19,7 +19,9 @@ import yaml
 from ansible.playbook.block import Block
 from ansible.playbook.task import Task
 
-from helpers.modules import REPO, ensure_collection_path
+from helpers.modules import REPO
+from helpers.paths import venv_tool
+from helpers.playbooks import ansible_env
 
 COLLECTION = "safeship.webapp"
 MODULES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "plugins", "modules", "*.py"))
@@ -30,10 +32,9 @@ TASK_KEYWORDS = set(Task.fattributes) | set(Block.fattributes) | {"local_action"
 @functools.lru_cache(maxsize=None)
 def module_docs():
     """{module: {"doc": ..., "examples": ...}} for every module of the collection, from ansible-doc."""
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(), ANSIBLE_NOCOLOR="1")
     names = ["%s.%s" % (COLLECTION, name) for name in MODULES]
-    out = subprocess.run([os.path.join(REPO, ".venv", "bin", "ansible-doc"), "--json", "-t", "module"] + names,
-                         env=env, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([venv_tool("ansible-doc"), "--json", "-t", "module"] + names, env=ansible_env(),
+                         capture_output=True, text=True, check=True).stdout
     return {fqcn.split(".")[-1]: data for fqcn, data in json.loads(out).items()}
 
 
