@@ -36,6 +36,15 @@ def unique_name():
     return "t_" + uuid.uuid4().hex[:8]
 
 
+@pytest.fixture()
+def prisma_db(postgres_server, unique_name):
+    """(name, DATABASE_URL) of an empty PostgreSQL database for the Prisma fixture app, dropped after the test."""
+    from helpers import prisma_app
+    postgres_server.create_database(unique_name)
+    yield unique_name, prisma_app.database_url(postgres_server, unique_name)
+    postgres_server.drop_database(unique_name)
+
+
 @pytest.fixture(scope="session")
 def module_workdir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("modules"))

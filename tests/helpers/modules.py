@@ -44,6 +44,13 @@ def parse_result(name, stdout, stderr, rc):
                          % (name, rc, stdout[-4000:], stderr[-4000:]))
 
 
+def no_secret(result, *secrets):
+    """Assert that no secret appears in a module's result, nor in what it printed (stdout, stderr)."""
+    text = json.dumps(result) + result.stdout + result.stderr
+    for secret in secrets:
+        assert secret not in text
+
+
 class RunningModule(object):
     def __init__(self, name, process, cleanup):
         self.name = name

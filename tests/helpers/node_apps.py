@@ -27,17 +27,22 @@ def make_release(dest, version, variant="good"):
     overlay = VARIANTS[variant]
     if overlay:
         shutil.copytree(os.path.join(FIXTURES, overlay, "src"), os.path.join(dest, "src"), dirs_exist_ok=True)
+    set_version(dest, version)
+    return dest
+
+
+def set_version(path, version):
+    """Set the version of the Node app in path (package.json and package-lock.json)."""
     for name in ("package.json", "package-lock.json"):
-        path = os.path.join(dest, name)
-        with open(path) as handle:
+        file_path = os.path.join(path, name)
+        with open(file_path) as handle:
             data = json.load(handle)
         data["version"] = version
         if name == "package-lock.json":
             data["packages"][""]["version"] = version
-        with open(path, "w") as handle:
+        with open(file_path, "w") as handle:
             json.dump(data, handle, indent=2)
             handle.write("\n")
-    return dest
 
 
 def build_release(path):

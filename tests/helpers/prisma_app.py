@@ -13,13 +13,13 @@ in the environment."""
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
 import shutil
 import subprocess
 import urllib.parse
 
 from helpers.modules import REPO
+from helpers.node_apps import set_version
 
 APP = os.path.join(REPO, "tests", "fixtures", "prisma_app")
 CACHE = os.path.join(REPO, ".build", "prisma_app")
@@ -91,19 +91,6 @@ def install(path):
     return path
 
 
-def _set_version(path, version):
-    for name in ("package.json", "package-lock.json"):
-        file_path = os.path.join(path, name)
-        with open(file_path) as handle:
-            data = json.load(handle)
-        data["version"] = version
-        if name == "package-lock.json":
-            data["packages"][""]["version"] = version
-        with open(file_path, "w") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-
-
 def make_prisma_release(dest, version, variant="good", node_modules=True):
     """Release `version` of the fixture at dest: the first N migrations for major N (1-3), schema N,
     variant "fixed" for a third migration that works on a database with rows; node_modules copied in
@@ -121,7 +108,7 @@ def make_prisma_release(dest, version, variant="good", node_modules=True):
     if variant == "fixed" and major >= 3:
         shutil.copy2(os.path.join(APP, "fixes", FAILING + ".sql"),
                      os.path.join(dest, MIGRATIONS_DIR, FAILING, "migration.sql"))
-    _set_version(dest, version)
+    set_version(dest, version)
     if node_modules:
         install(dest)
     return dest

@@ -20,7 +20,6 @@ Modes:
 import json
 import socket
 import ssl
-import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -167,13 +166,3 @@ class WebhookReceiver(object):
 def refused_url(path="/hooks/T000/B000/s3cr3t-xyz"):
     """A URL on a loopback port nobody listens on (bound then closed)."""
     return "http://127.0.0.1:%d%s" % (free_port(), path)
-
-
-def self_signed_cert(directory):
-    """(certfile, keyfile) of a fresh self-signed certificate for 127.0.0.1, made with openssl."""
-    cert = str(directory / "cert.pem")
-    key = str(directory / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1",
-                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", key, "-out", cert],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return cert, key

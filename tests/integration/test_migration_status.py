@@ -4,13 +4,13 @@ small status script (tool=command).
 The release's .env has no DB_PASSWORD: the module passes it in `environment`, so every successful
 status proves the environment reached artisan, and the password is checked absent from every result."""
 
-import json
 import os
 import stat
 
 import pytest
 
 from helpers.laravel_app import LaravelLab, add_tenants, artisan, db_env, lab_server, migration_names, write_env
+from helpers.modules import no_secret
 
 NOTES = "2021_01_01_000000_create_notes_table"
 NOTES_MIGRATION = """<?php
@@ -42,12 +42,6 @@ def lab(request, tmp_path, unique_name):
     lab = LaravelLab(lab_server(request), tmp_path / "release", unique_name, "1.0.0", password_in_env=True)
     yield lab
     lab.close()
-
-
-def no_secret(result, *secrets):
-    text = json.dumps(result) + result.stdout + result.stderr
-    for secret in secrets:
-        assert secret not in text
 
 
 def four_ways(run_module, args, state, secrets=()):

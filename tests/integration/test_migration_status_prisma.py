@@ -3,7 +3,6 @@
 database errors (server unreachable, wrong password, missing database). DATABASE_URL travels in
 `environment` only; its password (with characters a shell would mangle) is never in a result."""
 
-import json
 import os
 import shutil
 import urllib.parse
@@ -11,22 +10,10 @@ import urllib.parse
 import pytest
 
 from helpers import prisma_app
+from helpers.modules import no_secret
 from helpers.ports import free_port
 
 M1, M2, M3 = prisma_app.MIGRATIONS
-
-
-@pytest.fixture()
-def prisma_db(postgres_server, unique_name):
-    postgres_server.create_database(unique_name)
-    yield unique_name, prisma_app.database_url(postgres_server, unique_name)
-    postgres_server.drop_database(unique_name)
-
-
-def no_secret(result, *secrets):
-    text = json.dumps(result) + result.stdout + result.stderr
-    for secret in secrets:
-        assert secret not in text
 
 
 def status(run_module, path, url, check_mode=False, **extra):

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from helpers.webhook_receiver import WebhookReceiver, refused_url, self_signed_cert
+from helpers.http_app import self_signed_cert
+from helpers.webhook_receiver import WebhookReceiver, refused_url
 
 SECRET = "s3cr3t-xyz"
 HOOK = "/hooks/T000/B000/" + SECRET

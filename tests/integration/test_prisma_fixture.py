@@ -17,13 +17,6 @@ M1, M2, M3 = prisma_app.MIGRATIONS
 
 
 @pytest.fixture()
-def prisma_db(postgres_server, unique_name):
-    postgres_server.create_database(unique_name)
-    yield unique_name, prisma_app.database_url(postgres_server, unique_name)
-    postgres_server.drop_database(unique_name)
-
-
-@pytest.fixture()
 def serve():
     """serve(path, url) starts the release's server on a free port; every one is stopped (SIGINT) after."""
     started = []

@@ -4,14 +4,13 @@ with what happened and the rows intact; the next deploy is refused before it run
 then the fixed migration applies; destructive exec refused with the database untouched; generate;
 bad input. DATABASE_URL (and its password, quoted or not) is never in a result nor in a recorded argv."""
 
-import json
 import os
 import shutil
 import urllib.parse
 
 import pytest
 
-from helpers import prisma_app
+from helpers import modules, prisma_app
 
 M1, M2, M3 = prisma_app.MIGRATIONS
 
@@ -29,9 +28,7 @@ def secrets_of(server, url):
 
 
 def no_secret(result, secrets):
-    text = json.dumps(result) + result.stdout + result.stderr
-    for secret in secrets:
-        assert secret not in text
+    modules.no_secret(result, *secrets)
     for cmd in result.get("executed_commands", []):
         assert "DATABASE_URL" not in cmd and "postgresql://" not in cmd
 

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from helpers.laravel_app import LaravelLab, add_tenants, artisan, lab_server, migrate_status, migration_names, tables
+from helpers.modules import no_secret
 from helpers.playbooks import Playbook, recap
 
 TENANTS = ["t%02d" % n for n in range(1, 21)]
@@ -44,12 +45,6 @@ def lab(request, tmp_path, unique_name):
     lab.state_file = str(tmp_path / "tenants-state.json")
     yield lab
     lab.close()
-
-
-def no_secret(result, *secrets):
-    text = json.dumps(result) + result.stdout + result.stderr
-    for secret in secrets:
-        assert secret not in text
 
 
 def by_tenant(result):
