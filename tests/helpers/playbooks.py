@@ -24,13 +24,20 @@ import subprocess
 import sys
 
 from helpers.modules import ensure_collection_path
-from helpers.paths import PYTHON, VENV_BIN, venv_tool
+from helpers.paths import PYTHON, REPO, VENV_BIN, venv_tool
+
+# The deepest a task of playbooks/deploy.yml may run in dynamic includes (issue 21: the roles read like the
+# runbook, not six levels of forwarding). tests/callback_plugins/include_depth.py measures every test's runs.
+DEPLOY_PLAYBOOK = os.path.join(REPO, "playbooks", "deploy.yml")
+MAX_DEPLOY_INCLUDE_DEPTH = 3
 
 
 def ansible_variables(workdir=None):
     """{name: value} of what every Ansible command the tests run sets in its environment."""
     variables = dict(ANSIBLE_COLLECTIONS_PATH=ensure_collection_path(), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                      ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_HOST_KEY_CHECKING="0",
+                     ANSIBLE_CALLBACK_PLUGINS=os.path.join(REPO, "tests", "callback_plugins"),
+                     ANSIBLE_CALLBACKS_ENABLED="include_depth",
                      PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
     if workdir is not None:
         variables.update(ANSIBLE_HOME=os.path.join(str(workdir), "ansible-home"),
@@ -61,6 +68,15 @@ def local_inventory(groups):
         lines += ["%s ansible_connection=local ansible_python_interpreter=%s" % (host, PYTHON) for host in hosts]
         lines.append("")
     return "\n".join(lines)
+
+
+def include_depths(path):
+    """[{depth, task, path}] of a run's include_depth file, deepest first (empty when there is none)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    return sorted(rows, key=lambda row: -row["depth"])
 
 
 def write_private(path, text):
@@ -99,6 +115,11 @@ class RunningPlaybook(object):
             sys.stdout.write(out[-8000:])
         proc = subprocess.CompletedProcess(self.argv, self.process.returncode, out)
         proc.log = self.log
+        proc.include_depths = include_depths(self.log[:-len(".log")] + ".include-depth.jsonl")
+        if DEPLOY_PLAYBOOK in self.argv:
+            deepest = [row for row in proc.include_depths if row["depth"] > MAX_DEPLOY_INCLUDE_DEPTH]
+            assert not deepest, "tasks more than %d includes deep from playbooks/deploy.yml: %s" % (
+                MAX_DEPLOY_INCLUDE_DEPTH, deepest)
         return proc
 
     def kill(self):
@@ -162,8 +183,9 @@ class Playbook(object):
         vars_file = os.path.join(self.workdir, "vars-%d.json" % self.runs)
         write_private(vars_file, json.dumps(extra_vars or {}))
         argv = [venv_tool("ansible-playbook"), "-i", self.inventory, str(playbook), "-e", "@" + vars_file]
-        return RunningPlaybook(argv + list(options), os.path.join(self.workdir, "ansible-playbook-%d.log" % self.runs),
-                               echo=self.echo, cwd=self.workdir, env=self.env())
+        log = os.path.join(self.workdir, "ansible-playbook-%d.log" % self.runs)
+        env = dict(self.env(), SAFESHIP_INCLUDE_DEPTH_FILE=log[:-len(".log")] + ".include-depth.jsonl")
+        return RunningPlaybook(argv + list(options), log, echo=self.echo, cwd=self.workdir, env=env)
 
 
 def recap(output, host="localhost"):

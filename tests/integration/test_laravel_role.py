@@ -294,10 +294,12 @@ def test_failures_before_the_switch_keep_v1_serving_and_one_after_it_switches_ba
     assert proc.returncode != 0
     assert "release v3 of %s was not switched to" % app.root in proc.stdout
     assert "Build the caches in the release" in proc.stdout and "syntax error" in proc.stdout
-    assert "The live release v1 still serves" in proc.stdout
+    assert "Its directory was removed. The live release v1 still serves" in proc.stdout
     assert not watcher.down_seen and set(watcher.statuses) == {200}
     assert current_of(app.root) == "v1"
-    assert state_of(app.root) == {"v1": "good", "v2": "ready", "v3": "ready"}
+    # a release whose build failed is not kept half built: the same deploy again starts from clean code
+    assert state_of(app.root) == {"v1": "good", "v2": "ready"}
+    assert not os.path.exists(os.path.join(app.root, "releases", "v3"))
     assert "notes" not in tables(app.server, app.central)
     assert app.served() == (200, "1.0.0")
 
@@ -306,9 +308,9 @@ def test_failures_before_the_switch_keep_v1_serving_and_one_after_it_switches_ba
     assert proc.returncode != 0
     assert SECRET not in proc.stdout
     assert "release v4 of %s failed after the switch" % app.root in proc.stdout
-    assert "Rolled back to v1, which is healthy again." in proc.stdout
+    assert "Switched back to v1, which is healthy again; v4 is marked bad." in proc.stdout
     assert current_of(app.root) == "v1"
-    assert state_of(app.root) == {"v1": "good", "v2": "ready", "v3": "ready", "v4": "bad"}
+    assert state_of(app.root) == {"v1": "good", "v2": "ready", "v4": "bad"}
     assert app.served() == (200, "1.0.0")
     assert not os.path.exists(os.path.join(app.root, "shared", "storage", "framework", "down"))
     # the migration stays applied: rolling back code does not undo it
@@ -378,7 +380,7 @@ def test_two_hosts_migrate_once_and_get_one_cron_entry_each(two_hosts, postgres_
         assert "changed: [app1]" in section and "app2" not in section
         # maintenance (v2) on both hosts' live releases
         if release_id == "v2":
-            section = proc.stdout.split("Put the live release in maintenance mode]", 1)[1].split("TASK [", 1)[0]
+            section = proc.stdout.split("Put the live release in maintenance mode (artisan down)]", 1)[1].split("TASK [", 1)[0]
             assert "changed: [app1]" in section and "changed: [app2]" in section
         for root in roots.values():
             assert current_of(root) == release_id

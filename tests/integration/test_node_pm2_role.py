@@ -226,7 +226,7 @@ def test_a_release_failing_after_the_switch_is_rolled_back(shop):
     proc = shop.deploy("v4", "4.0.0", "unhealthy", node_pm2_candidate_check=False, node_pm2_health_retries=2)
     assert proc.returncode != 0
     assert "release v4 of %s failed after the switch" % shop.root in proc.stdout
-    assert "Rolled back to v1, which is healthy again." in proc.stdout
+    assert "Switched back to v1, which is healthy again; v4 is marked bad." in proc.stdout
     assert shop.served() == (200, "1.0.0")
     assert current_of(shop.root) == "v1"
     assert state_of(shop.root) == {"v1": "good", "v4": "bad"}
