@@ -41,6 +41,7 @@ from ansible_collections.safeship.webapp.plugins.module_utils._common import (
     utc_now,
     write_json_atomic,
 )
+from ansible_collections.safeship.webapp.plugins.module_utils._database import connect, connection_argument_spec
 from ansible_collections.safeship.webapp.plugins.module_utils._runner import PIPE, CommandError
 
 MANIFEST_SUFFIX = ".manifest.json"
@@ -58,8 +59,9 @@ SQLITE_PLAIN_TRAILER = b"COMMIT;"
 TAIL_BYTES = 4096
 
 
-def backup_argument_spec():
-    return dict(
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
         dest=dict(type="path", required=True),
         format=dict(type="str", choices=["custom", "directory", "plain", "file"]),
         jobs=dict(type="int", default=1),
@@ -70,6 +72,7 @@ def backup_argument_spec():
         keep=dict(type="int"),
         check_space=dict(type="bool", default=True),
     )
+    return spec
 
 
 def manifest_path_for(path):
@@ -593,3 +596,8 @@ class Backup(object):
             remove_path(manifest_path_for(path))
             deleted.append(path)
         return deleted
+
+
+def run(module, runner):
+    """The db_backup module's action."""
+    return Backup(module, connect(module.params, runner), runner).run()

@@ -633,5 +633,26 @@ def _age(doc, now):
     return int((now - started).total_seconds()) if started else None
 
 
-def run(params, check_mode=False, diff=False):
+def argument_spec():
+    return dict(
+        path=dict(type="path", required=True),
+        state=dict(type="str", choices=["acquired", "released"], default="acquired"),
+        owner=dict(type="str"),
+        reason=dict(type="str"),
+        playbook=dict(type="str"),
+        ttl=dict(type="raw"),
+        pid=dict(type="int"),
+        token=dict(type="str", no_log=False),
+        break_stale=dict(type="bool", default=False),
+        force=dict(type="bool", default=False),
+    )
+
+
+def run(module, runner=None):
+    """The deploy_lock module's action (it runs no program: runner is unused)."""
+    return manage(module.params, check_mode=module.check_mode, diff=module._diff)
+
+
+def manage(params, check_mode=False, diff=False):
+    """Acquire or release the lock with these parameters; return the result."""
     return DeployLock(params, check_mode=check_mode, diff=diff).run()

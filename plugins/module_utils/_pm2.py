@@ -49,7 +49,7 @@ import time
 from ansible.module_utils.common.warnings import warn
 
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError, iso, pid_alive
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import C_LOCALE
 
 try:
     import yaml
@@ -157,7 +157,7 @@ try {
 """
 
 
-def pm2_argument_spec():
+def argument_spec():
     return dict(
         name=dict(type="str"),
         ecosystem=dict(type="path"),
@@ -177,23 +177,23 @@ def pm2_argument_spec():
         state=dict(type="str", default="started", choices=list(STATES)),
         pm2_home=dict(type="path"),
         pm2_binary=dict(type="path"),
-        wait_online_timeout=dict(type="int", default=60),
+        wait_online_timeout=dict(type="float", default=60.0),
         stable_seconds=dict(type="float", default=2.0),
         save=dict(type="bool", default=False),
     )
 
 
-PM2_REQUIRED_ONE_OF = [("name", "ecosystem")]
-PM2_MUTUALLY_EXCLUSIVE = [("ecosystem", "script")]
+REQUIRED_ONE_OF = [("name", "ecosystem")]
+MUTUALLY_EXCLUSIVE = [("ecosystem", "script")]
 _SCRIPT_OPTIONS = ("cwd", "args", "instances", "exec_mode", "wait_ready", "listen_timeout", "kill_timeout",
                    "interpreter")
-PM2_REQUIRED_BY = dict([("script", ("name",)), ("env_name", ("ecosystem",))]
-                       + [(option, ("script",)) for option in _SCRIPT_OPTIONS])
+REQUIRED_BY = dict([("script", ("name",)), ("env_name", ("ecosystem",))]
+                   + [(option, ("script",)) for option in _SCRIPT_OPTIONS])
 
 
 def default_params(**params):
     """Module parameters with the argument spec's defaults: for calling the logic in-process."""
-    result = dict((name, spec.get("default")) for name, spec in pm2_argument_spec().items())
+    result = dict((name, spec.get("default")) for name, spec in argument_spec().items())
     result.update(params)
     return result
 
@@ -563,7 +563,7 @@ class Pm2(object):
     def run(self, args, cwd=None, env=None, parse=False, what=None, check=True):
         update = {"PM2_HOME": self.home}
         if parse:
-            update.update({"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"})
+            update.update(C_LOCALE)
         update.update(env or {})
         self.runner.env_update = update
         previous = os.umask(self.umask) if self.umask is not None else None
@@ -828,12 +828,12 @@ class _WaitFailure(SafeshipError):
 # ---- the module's work -------------------------------------------------------------------------------
 
 class Pm2App(object):
-    def __init__(self, module, runner=None, umask=None):
+    def __init__(self, module, runner, umask=None):
         self.module = module
         self.params = module.params
         self.check_mode = module.check_mode
         self.diff = getattr(module, "_diff", False)
-        self.runner = runner or CommandRunner(module)
+        self.runner = runner
         self.umask = umask
         # O(env) values are not registered as runner secrets: they mix secrets with plain settings
         # (NODE_ENV=production next to --env production would trip the argv guard); they reach pm2 only
@@ -907,7 +907,7 @@ class Pm2App(object):
             else:
                 argv = [node, self._private_file("pm2-load-yaml.js", _YAML_LOADER), path,
                         os.path.dirname(os.path.realpath(pm2_binary))]
-            self.runner.env_update = dict(self.env, LANG="C", LC_ALL="C", LANGUAGE="C")
+            self.runner.env_update = dict(self.env, **C_LOCALE)
             rc, out, err = self.runner.run(argv, check=False, cwd=os.path.dirname(path))
             if rc != 0:
                 raise _invalid(path, "node could not load it (exit code %s): %s" % (rc, tail_text(err, 10)))
@@ -1206,3 +1206,8 @@ class Pm2App(object):
             path = os.path.join(self.home, name)
             if os.path.isfile(path) and not os.path.islink(path):
                 os.chmod(path, 0o600)
+
+
+def run(module, runner, umask=None):
+    """The pm2_app module's action. umask: the caller's, which pm2 hands on to the daemon and the apps."""
+    return Pm2App(module, runner, umask).run()

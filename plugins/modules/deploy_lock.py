@@ -277,31 +277,25 @@ stale:
   type: list
   elements: str
   sample: ["its process 40001 is no longer running on app1"]
+executed_commands:
+  description:
+    - The commands the module ran, as every module of the collection returns them; always empty, this module runs
+      no program.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.safeship.webapp.plugins.module_utils import _lock
+from ansible_collections.safeship.webapp.plugins.module_utils._lock import argument_spec, run
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            state=dict(type="str", choices=["acquired", "released"], default="acquired"),
-            owner=dict(type="str"),
-            reason=dict(type="str"),
-            playbook=dict(type="str"),
-            ttl=dict(type="raw"),
-            pid=dict(type="int"),
-            token=dict(type="str", no_log=False),
-            break_stale=dict(type="bool", default=False),
-            force=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
-    run_module(module, lambda: _lock.run(module.params, check_mode=module.check_mode, diff=module._diff))
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -156,12 +156,14 @@ options:
     type: path
   wait_online_timeout:
     description:
-      - Seconds to wait, after a start, reload or restart, until every instance is online and stable.
-    type: int
+      - Seconds to wait, after a start, reload or restart, until every instance is online and stable. Fractions
+        are allowed.
+    type: float
     default: 60
   stable_seconds:
     description:
-      - Seconds the restart counts must stay unchanged, with every instance online, before the app counts as up.
+      - The stability window. Seconds the restart counts must stay unchanged, with every instance online, before
+        the app counts as up.
     type: float
     default: 2.0
   save:
@@ -380,27 +382,31 @@ diff:
   sample: {before: {shop-api: {status: online, instances: 2}}, after: {shop-api: {status: online, instances: 2}}}
 """
 
+import functools
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
 from ansible_collections.safeship.webapp.plugins.module_utils._pm2 import (
-    PM2_MUTUALLY_EXCLUSIVE,
-    PM2_REQUIRED_BY,
-    PM2_REQUIRED_ONE_OF,
-    Pm2App,
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_BY,
+    REQUIRED_ONE_OF,
+    argument_spec,
     current_umask,
-    pm2_argument_spec,
+    run,
 )
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
 
 
 def main():
     umask = current_umask()  # the caller's: pm2 passes the daemon's umask on to the apps
-    module = AnsibleModule(argument_spec=pm2_argument_spec(), required_one_of=PM2_REQUIRED_ONE_OF,
-                           mutually_exclusive=PM2_MUTUALLY_EXCLUSIVE, required_by=PM2_REQUIRED_BY,
-                           supports_check_mode=True)
-    runner = CommandRunner(module)
-    run_module(module, Pm2App(module, runner, umask).run, runner=runner)
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_one_of=REQUIRED_ONE_OF,
+        required_by=REQUIRED_BY,
+        supports_check_mode=True,
+    )
+    run_module(module, functools.partial(run, umask=umask))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Unit tests of the health_probe logic: JSON paths and comparisons, placeholders, latency statistics,
-redaction, error sentences, input validation, and the retry loop driven by a scripted sender (no network,
+error sentences, input validation, and the retry loop driven by a scripted sender (no network,
 no sleeping)."""
 
 import http.client
@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.safeship.webapp.plugins.module_utils import _health, _http
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError
+from ansible_collections.safeship.webapp.plugins.module_utils._redact import Redactor
 
 DOC = {"status": "ok", "version": "1.2.3", "checks": {"db": "ok", "cache": "down"}, "items": [{"id": 7}, {"id": 8}],
        "count": 2, "enabled": True, "none": None}
@@ -93,51 +94,6 @@ def test_percentiles_are_nearest_rank():
     assert _health.latency_stats([]) == {}
 
 
-# ---------------------------------------------------------------------------------------------- redaction
-
-class FakeModule(object):
-    def __init__(self):
-        self.no_log_values = set()
-
-
-def test_redactor_masks_text_and_data_and_registers_no_log_values():
-    module = FakeModule()
-    redactor = _health.Redactor(module)
-    redactor.add("tok_secret_value")
-    redactor.add(123456)
-    redactor.add("")
-    assert module.no_log_values == {"tok_secret_value", "123456"}
-    assert redactor.text("Bearer tok_secret_value!") == "Bearer ********!"
-    data = redactor.data({"a": ["x tok_secret_value"], "n": 123456, "ok": 1, "access_token": "other-token",
-                          "token_type": "Bearer"})
-    assert data == {"a": ["x ********"], "n": "********", "ok": 1, "access_token": "********",
-                    "token_type": "Bearer"}
-
-
-def test_longest_secret_is_masked_first():
-    redactor = _health.Redactor()
-    redactor.add("abcd")
-    redactor.add("abcdefgh")
-    assert redactor.text("xabcdefghx") == "x********x"
-
-
-def test_secret_headers_and_fields():
-    redactor = _health.Redactor()
-    redactor.add_header("Authorization", "Bearer tok-123456")
-    redactor.add_header("X-Api-Key", "key-999999")
-    redactor.add_header("Host", "acme.example.test")
-    redactor.add_secret_fields({"email": "a@example.test", "password": "hunter22",
-                                "nested": [{"client_secret": "s3cr3t-x"}], "token_type": "Bearer", "pin": "1"})
-    assert redactor.secrets == {"Bearer tok-123456", "tok-123456", "key-999999", "hunter22", "s3cr3t-x"}
-
-
-@pytest.mark.parametrize("name, secret", [("Authorization", True), ("Cookie", True), ("X-Api-Key", True),
-                                          ("access_token", True), ("password", True), ("Host", False),
-                                          ("token_type", False), ("expires_in", False), ("email", False)])
-def test_secret_key(name, secret):
-    assert _health.secret_key(name) is secret
-
-
 # ---------------------------------------------------------------------------------------------- error sentences
 
 URL = "http://127.0.0.1:8080/health"
@@ -169,7 +125,7 @@ def test_where(url, where):
 # ---------------------------------------------------------------------------------------------- validation
 
 def params(**overrides):
-    spec = _health.health_argument_spec()
+    spec = _health.argument_spec()
     values = dict((name, option.get("default")) for name, option in spec.items())
     values.update(overrides)
     for step in values.get("steps") or []:
@@ -184,7 +140,7 @@ def params(**overrides):
     (dict(url="http://h/", consecutive_successes=0), "consecutive_successes must be at least 1"),
     (dict(url="http://h/", timeout=0), "timeout must be more than 0"),
     (dict(url="http://h/", status_code=[200, 99]), "status_code 99 is not an HTTP status"),
-    (dict(url="http://h/", body_regex="(unclosed"), "body_regex '(unclosed' is not a valid regular expression"),
+    (dict(url="http://h/", body_regex="(unclosed"), "url: body_regex is not a valid regular expression"),
     (dict(url="http://h/", json_expect={"a..b": 1}), "JSON path 'a..b' is not valid"),
     (dict(url="http://h/", method="get me"), "is not an HTTP method"),
     (dict(url="http://h/${x}"), "placeholders are only filled in steps"),
@@ -202,7 +158,7 @@ def params(**overrides):
 ])
 def test_bad_input_is_refused_before_any_request(overrides, message):
     with pytest.raises(SafeshipError) as info:
-        _health.Probe(params(**overrides), _health.Redactor(), send=_no_send)
+        _health.Probe(params(**overrides), Redactor(), send=_no_send)
     assert message in info.value.msg
 
 
@@ -230,7 +186,7 @@ class Script(object):
                            headers={"content-type": "application/json"})
 
     def probe(self, **overrides):
-        return _health.Probe(params(**overrides), _health.Redactor(), send=self.send, sleep=self.sleeps.append)
+        return _health.Probe(params(**overrides), Redactor(), send=self.send, sleep=self.sleeps.append)
 
 
 GOOD = (200, {"status": "ok"})
@@ -320,7 +276,7 @@ def test_without_url_the_first_step_is_retried():
 
 def test_skipped_in_check_mode_when_asked():
     script = Script([GOOD])
-    result = _health.Probe(params(url="http://h/", run_in_check_mode=False), _health.Redactor(), check_mode=True,
+    result = _health.Probe(params(url="http://h/", run_in_check_mode=False), Redactor(), check_mode=True,
                            send=script.send).run()
     assert result["skipped"] is True and result["changed"] is False and script.sent == []
 

@@ -23,11 +23,11 @@ def params(path, **kwargs):
 
 
 def acquire(path, **kwargs):
-    return _lock.run(params(path, **kwargs))
+    return _lock.manage(params(path, **kwargs))
 
 
 def release(path, **kwargs):
-    return _lock.run(params(path, state="released", **kwargs))
+    return _lock.manage(params(path, state="released", **kwargs))
 
 
 def rewrite(path, **changes):
@@ -141,7 +141,7 @@ def test_expired_lock_is_broken_only_with_break_stale(tmp_path):
     assert "is stale" in err.value.msg and "expired at 2020-01-01T00:01:00Z" in err.value.msg
     assert "break_stale: true" in err.value.msg
     assert err.value.details["stale"] and path.read_bytes() == before
-    check = _lock.run(params(path, owner="new@ci", break_stale=True), check_mode=True)
+    check = _lock.manage(params(path, owner="new@ci", break_stale=True), check_mode=True)
     assert check["changed"] is True and check["broken"]["owner"] == "old@ci" and path.read_bytes() == before
     broken = acquire(path, owner="new@ci", break_stale=True)
     assert broken["changed"] is True and broken["broken"]["owner"] == "old@ci"
@@ -198,7 +198,7 @@ def test_release_needs_the_token_or_force(tmp_path):
     with pytest.raises(SafeshipError, match="needs the token"):
         release(path)
     assert path.exists()
-    check = _lock.run(params(path, state="released", token=token), check_mode=True)
+    check = _lock.manage(params(path, state="released", token=token), check_mode=True)
     assert check["changed"] is True and path.exists()
     done = release(path, token=token)
     assert done["changed"] is True and done["holder"]["owner"] == "alice@ctl" and not path.exists()
@@ -224,7 +224,7 @@ def test_invalid_lock_file_is_neither_taken_nor_broken(tmp_path):
 def test_lock_directory(tmp_path):
     created = tmp_path / "app" / ".safeship" / "deploy.lock"
     (tmp_path / "app").mkdir()
-    check = _lock.run(params(created), check_mode=True)
+    check = _lock.manage(params(created), check_mode=True)
     assert check["changed"] is True and not created.parent.exists()
     acquire(created)
     assert oct(os.stat(str(created.parent)).st_mode & 0o777) == "0o755"
@@ -279,7 +279,7 @@ def _racer(name, paths, barrier, results, break_stale):
     for index, path in enumerate(paths):
         barrier.wait()
         try:
-            result = _lock.run(params(path, owner=name, break_stale=break_stale))
+            result = _lock.manage(params(path, owner=name, break_stale=break_stale))
             results.put((index, name, True, result["holder"]["owner"]))
         except SafeshipError as exc:
             results.put((index, name, False, exc.msg))

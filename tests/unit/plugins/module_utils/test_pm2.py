@@ -13,6 +13,7 @@ import pytest
 
 from ansible_collections.safeship.webapp.plugins.module_utils import _pm2 as pm2
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
 
 BANNER = """
                         -------------
@@ -406,7 +407,8 @@ GOOD_YAML = """apps:
 def load(tmp_path, filename, text, **params):
     path = tmp_path / filename
     path.write_text(text)
-    app = pm2.Pm2App(LocalModule(tmp_path, ecosystem=str(path), **params))
+    module = LocalModule(tmp_path, ecosystem=str(path), **params)
+    app = pm2.Pm2App(module, CommandRunner(module))
     return str(path), app, lambda: app.load_ecosystem(os.path.abspath(PM2_BINARY))
 
 
@@ -489,7 +491,8 @@ def test_env_name_needs_its_block(tmp_path):
 
 
 def test_missing_ecosystem(tmp_path):
-    app = pm2.Pm2App(LocalModule(tmp_path, ecosystem=str(tmp_path / "nope.config.js")))
+    module = LocalModule(tmp_path, ecosystem=str(tmp_path / "nope.config.js"))
+    app = pm2.Pm2App(module, CommandRunner(module))
     with pytest.raises(SafeshipError) as err:
         app.load_ecosystem(PM2_BINARY)
     assert err.value.msg == "ecosystem %s is invalid: the file does not exist." % (tmp_path / "nope.config.js")
