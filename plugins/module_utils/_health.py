@@ -69,6 +69,7 @@ def argument_spec():
         retries=dict(type="int", default=10),
         delay=dict(type="float", default=2.0),
         consecutive_successes=dict(type="int", default=1),
+        fail_fast_statuses=dict(type="list", elements="int", default=[]),
         max_latency_ms=dict(type="float"),
         samples=dict(type="int"),
         follow_redirects=dict(type="str", default="safe", choices=["none", "safe", "all"]),
@@ -424,6 +425,11 @@ def explain(outcome, redactor):
     return redactor.text(text)
 
 
+def fails_fast(outcome, statuses):
+    """Whether a failed attempt's status is one that ends the probing at once."""
+    return not outcome.ok and outcome.reply.status is not None and outcome.reply.status in statuses
+
+
 def check_statuses(codes, what):
     for code in codes:
         if not 100 <= code <= 599:
@@ -479,6 +485,7 @@ class Probe(object):
             raise SafeshipError("max_latency_ms must be more than 0.")
         if params.get("samples") is not None and params["samples"] < 0:
             raise SafeshipError("samples cannot be negative.")
+        check_statuses(params.get("fail_fast_statuses") or [], "fail_fast_statuses")
 
     @property
     def base_url(self):
@@ -592,6 +599,7 @@ class Probe(object):
                 streak = 0
                 streak_latencies = []
                 last_failure = (self.attempts, outcome)
+                self._fail_fast(check, outcome, self.attempts, limit)
             if limit - self.attempts < needed - streak:
                 break  # too few attempts left to reach the streak
         span = "%d attempt%s over %.1f s" % (self.attempts, "" if self.attempts == 1 else "s", self._elapsed())
@@ -603,6 +611,13 @@ class Probe(object):
         else:
             msg = "%s failed after %s: %s" % (check.describe(), span, self._explain(failure))
         raise self._failure(msg)
+
+    def _fail_fast(self, check, outcome, attempt, limit):
+        """End the probe at once when the answer's status is one of fail_fast_statuses."""
+        if fails_fast(outcome, self.params.get("fail_fast_statuses") or ()):
+            raise self._failure(
+                "%s answered with status %d, one of fail_fast_statuses, at attempt %d (of at most %d): not "
+                "retried. %s" % (check.describe(), outcome.reply.status, attempt, limit, self._explain(outcome)))
 
     def _record(self, outcome):
         """Top-level status/json/latencies follow the readiness check."""
@@ -655,6 +670,9 @@ class Probe(object):
             outcome = self._attempt(check, session, captures)
             if outcome.ok or attempts > retries:
                 break
+            if fails_fast(outcome, self.params.get("fail_fast_statuses") or ()):
+                self.result["steps"].append(self._step_entry(check, outcome, attempts))
+                self._fail_fast(check, outcome, attempts, retries + 1)
             self._sleep(delay)
         self.result["steps"].append(self._step_entry(check, outcome, attempts))
         if not outcome.ok:

@@ -117,6 +117,16 @@ options:
         other request) fails with V(2) or more, where V(1) may let it through.
     type: int
     default: 1
+  fail_fast_statuses:
+    description:
+      - HTTP statuses that end the probe at once as failed, without the remaining retries, when a reply of the
+        readiness check or of a step has one of them (and it is not in that request's O(status_code)). The
+        message names the URL, the status and the start of the body (secrets masked).
+      - For example V(500) to V(599) after a release said it is ready - an application that answers 5xx then is
+        broken, waiting will not mend it. Connection errors and other statuses are retried as usual.
+    type: list
+    elements: int
+    default: []
   max_latency_ms:
     description:
       - Latency budget in milliseconds for the p95 of the latency sample (see O(samples)). Above it the task fails,
@@ -283,6 +293,13 @@ EXAMPLES = r"""
     delay: 2
     consecutive_successes: 3
     timeout: 5
+
+- name: The release said it is ready; a 5xx answer now fails at once instead of after 30 retries
+  safeship.webapp.health_probe:
+    url: http://127.0.0.1:8080/health
+    retries: 30
+    delay: 1
+    fail_fast_statuses: "{{ range(500, 600) | list }}"
 
 - name: Latency budget - p95 of 20 requests under 300 ms
   safeship.webapp.health_probe:

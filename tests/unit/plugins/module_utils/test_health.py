@@ -210,6 +210,43 @@ def test_gives_up_after_retries_plus_one_attempts():
     assert info.value.details["attempts"] == 4 and len(script.sent) == 4
 
 
+def test_a_fail_fast_status_ends_the_probe_at_once():
+    secret_body = (500, {"status": "error", "access_token": "tok-leaked-123", "error": "cannot reach payments"})
+    script = Script(["connection refused by h:80", (404, {}), secret_body, GOOD])
+    with pytest.raises(SafeshipError) as info:
+        script.probe(url="http://h/health", retries=30, delay=1, fail_fast_statuses=list(range(500, 600))).run()
+    msg = info.value.msg
+    # refused and 404 are retried as usual; the 500 ends it: no 4th request, no more sleeping
+    assert len(script.sent) == 3 and script.sleeps == [1, 1]
+    assert msg.startswith("GET http://h/health answered with status 500, one of fail_fast_statuses, at attempt 3 "
+                          "(of at most 31): not retried.")
+    assert "cannot reach payments" in msg and "tok-leaked-123" not in msg + json.dumps(info.value.details)
+    assert info.value.details["attempts"] == 3 and info.value.details["status"] == 500
+
+
+def test_a_fail_fast_status_that_is_expected_is_a_success_and_other_statuses_retry():
+    script = Script([(503, {"status": "maintenance"})])
+    result = script.probe(url="http://h/health", status_code=[200, 503], fail_fast_statuses=[503]).run()
+    assert result["status"] == 503 and len(script.sent) == 1
+    script = Script([BAD, BAD, GOOD])
+    result = script.probe(url="http://h/health", retries=5, delay=0, fail_fast_statuses=[500]).run()
+    assert result["attempts"] == 3
+
+
+def test_a_fail_fast_status_ends_a_step_s_retries():
+    script = Script([GOOD, (502, {"error": "bad gateway"}), GOOD])
+    with pytest.raises(SafeshipError) as info:
+        script.probe(url="http://h/health", fail_fast_statuses=[502],
+                     steps=[dict(name="api", url="/api", retries=5, delay=0)]).run()
+    assert len(script.sent) == 2 and "step 1 'api' (GET /api) answered with status 502" in info.value.msg
+    assert info.value.details["steps"][0]["attempts"] == 1
+
+
+def test_fail_fast_statuses_must_be_http_statuses():
+    with pytest.raises(SafeshipError, match="fail_fast_statuses 600 is not an HTTP status"):
+        _health.Probe(params(url="http://h/", fail_fast_statuses=[500, 600]), Redactor(), send=_no_send)
+
+
 def test_flapping_needs_a_streak_and_stops_when_it_cannot_be_reached():
     script = Script([GOOD, BAD] * 10)
     with pytest.raises(SafeshipError) as info:
