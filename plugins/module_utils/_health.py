@@ -729,6 +729,96 @@ class Probe(object):
         return self.redactor.data(self.result)
 
 
+# ---------------------------------------------------------------------------------------------- watching
+
+class HealthFailure(SafeshipError):
+    """An answer that ends the watch at once (a status in fail_fast)."""
+
+
+class Watch(object):
+    """HTTP checks probed again and again while something settles (pm2_app's health_checks).
+
+    specs: dicts with url, status_code, json_expect, headers, timeout. probe() sends one request per check
+    and returns whether every check has answered as expected at least once; an answer whose status is in
+    fail_fast (and not in the check's status_code) raises HealthFailure at once. results() says, per URL,
+    what came back."""
+
+    def __init__(self, specs, redactor, fail_fast=(), send=_http.send, clock=time.monotonic):
+        self.redactor = redactor
+        self.fail_fast = set(fail_fast)
+        self._send = send
+        self._clock = clock
+        self.start = clock()
+        self.checks = []
+        seen = set()
+        for index, spec in enumerate(specs):
+            label = "health_checks[%d]" % index
+            _check_url(spec.get("url") or "", label)
+            if spec["url"] in seen:
+                raise SafeshipError("%s: url %s is checked twice; give each URL once." % (label, spec["url"]))
+            seen.add(spec["url"])
+            if spec.get("timeout") is not None and spec["timeout"] <= 0:
+                raise SafeshipError("%s: timeout must be more than 0 seconds." % label)
+            check = Check(dict(url=spec["url"], status_code=spec.get("status_code"),
+                               json_expect=spec.get("json_expect"), headers=spec.get("headers")), label)
+            for name, value in check.headers.items():
+                redactor.add_header(name, value)
+                redactor.add(value)  # headers are no_log: every value is a secret here
+            state = dict(check=check, timeout=spec.get("timeout") or 5.0, attempts=0, passed=False, last=None,
+                         elapsed=None)
+            self.checks.append(state)
+        self._context = None
+
+    def begin(self):
+        """Count the elapsed time of the answers from now."""
+        self.start = self._clock()
+
+    def _session(self, timeout):
+        if self._context is None:
+            try:
+                self._context = _http.tls_context()
+            except ValueError as exc:
+                raise SafeshipError("%s." % exc)
+        return _http.new_session(timeout, context=self._context)
+
+    def probe(self):
+        """One request per check; True once every check has passed at least once."""
+        for state in self.checks:
+            check = state["check"]
+            reply = self._send(self._session(state["timeout"]), "GET", check.url, headers=dict(check.headers),
+                               timeout=state["timeout"])
+            outcome = evaluate(check, reply, {})
+            state["attempts"] += 1
+            state["last"] = outcome
+            state["elapsed"] = round(self._clock() - self.start, 3)
+            if outcome.ok:
+                state["passed"] = True
+            elif fails_fast(outcome, self.fail_fast):
+                raise HealthFailure(self.redactor.text("GET %s answered with status %d: %s" % (
+                    check.url, reply.status, explain(outcome, self.redactor))))
+        return all(state["passed"] for state in self.checks)
+
+    def pending(self):
+        """What the checks that never passed last got, in words."""
+        return "; ".join(self.redactor.text("GET %s: %s" % (
+            state["check"].url, explain(state["last"], self.redactor) if state["last"] else "not probed"))
+            for state in self.checks if not state["passed"])
+
+    def results(self):
+        """{url: {status, ok, attempts, latency_ms, elapsed[, error]}}: ok once it answered as expected; status,
+        latency and error of the last answer; elapsed: seconds from the start of the watch to that answer."""
+        found = {}
+        for state in self.checks:
+            outcome = state["last"]
+            entry = dict(ok=state["passed"], attempts=state["attempts"], elapsed=state["elapsed"],
+                         status=outcome.reply.status if outcome else None,
+                         latency_ms=_round(outcome.reply.latency_ms) if outcome else None)
+            if outcome is not None and not outcome.ok:
+                entry["error"] = self.redactor.text("; ".join(outcome.problems))
+            found[self.redactor.text(state["check"].url)] = entry
+        return found
+
+
 def _round(value):
     return None if value is None else round(value, 1)
 

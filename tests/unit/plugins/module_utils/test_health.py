@@ -247,6 +247,68 @@ def test_fail_fast_statuses_must_be_http_statuses():
         _health.Probe(params(url="http://h/", fail_fast_statuses=[500, 600]), Redactor(), send=_no_send)
 
 
+# ---------------------------------------------------------------------------------------------- the watch
+
+class Clock(object):
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        self.now += 0.5
+        return self.now
+
+
+def watch_specs(**overrides):
+    spec = dict(url="http://127.0.0.1:3000/health", status_code=[200], json_expect={}, headers={}, timeout=5.0)
+    spec.update(overrides)
+    return [spec]
+
+
+def test_watch_passes_once_a_check_answered_as_expected_and_keeps_probing():
+    script = Script(["connection refused by 127.0.0.1:3000", (404, {}), GOOD, (200, {"status": "ok"})])
+    watch = _health.Watch(watch_specs(json_expect={"status": "ok"}), Redactor(), fail_fast=range(500, 600),
+                          send=script.send, clock=Clock())
+    assert [watch.probe() for dummy in range(4)] == [False, False, True, True]
+    assert watch.results() == {"http://127.0.0.1:3000/health": dict(
+        ok=True, status=200, attempts=4, latency_ms=2.0, elapsed=2.0)}
+
+
+def test_watch_fails_at_once_on_a_5xx_with_the_body_and_headers_masked():
+    script = Script([(500, {"status": "error", "error": "cannot reach the payment service"})])
+    watch = _health.Watch(watch_specs(headers={"X-Api-Key": "k-secret-1", "Host": "shop.test"}), Redactor(),
+                          fail_fast=range(500, 600), send=script.send, clock=Clock())
+    with pytest.raises(_health.HealthFailure) as info:
+        watch.probe()
+    assert info.value.msg.startswith("GET http://127.0.0.1:3000/health answered with status 500: status 500, "
+                                     "expected 200; body: ")
+    assert "cannot reach the payment service" in info.value.msg
+    assert script.sent[0]["headers"] == {"X-Api-Key": "k-secret-1", "Host": "shop.test"}
+    result = watch.results()["http://127.0.0.1:3000/health"]
+    assert result["ok"] is False and result["status"] == 500 and result["attempts"] == 1
+    assert "k-secret-1" not in json.dumps(watch.results())
+
+
+def test_watch_says_what_the_checks_that_never_passed_got():
+    script = Script([GOOD, "connection refused by 127.0.0.1:3001"])
+    specs = watch_specs() + watch_specs(url="http://127.0.0.1:3001/health")
+    watch = _health.Watch(specs, Redactor(), send=script.send, clock=Clock())
+    assert watch.probe() is False
+    assert watch.pending() == "GET http://127.0.0.1:3001/health: connection refused by 127.0.0.1:3001"
+
+
+@pytest.mark.parametrize("specs, message", [
+    (watch_specs(url="ftp://x/"), "health_checks[0]: url 'ftp://x/' is not an http:// or https:// URL"),
+    (watch_specs() * 2, "health_checks[1]: url http://127.0.0.1:3000/health is checked twice"),
+    (watch_specs(status_code=[999]), "health_checks[0]: status_code 999 is not an HTTP status"),
+    (watch_specs(timeout=0), "health_checks[0]: timeout must be more than 0 seconds"),
+    (watch_specs(json_expect={"a..b": 1}), "JSON path 'a..b' is not valid"),
+])
+def test_watch_refuses_bad_checks(specs, message):
+    with pytest.raises(SafeshipError) as info:
+        _health.Watch(specs, Redactor(), send=_no_send)
+    assert message in info.value.msg
+
+
 def test_flapping_needs_a_streak_and_stops_when_it_cannot_be_reached():
     script = Script([GOOD, BAD] * 10)
     with pytest.raises(SafeshipError) as info:
