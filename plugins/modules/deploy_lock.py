@@ -30,7 +30,7 @@ description:
   - Next to the lock the module keeps an empty file C(.<name>.guard) that it locks (flock) for the milliseconds it
     takes to replace or remove the lock file; it is not a lock anyone holds and may stay.
   - The lock file stores the sha256 of the token, not the token, and is readable by everyone (mode 0644) so anyone
-    can see who holds the lock.
+    who can enter its directory can see who holds the lock.
 author:
   - safeship.webapp developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -38,8 +38,11 @@ extends_documentation_fragment:
 options:
   path:
     description:
-      - The lock file, for instance C(/srv/app/.safeship/deploy.lock). Its directory is created (mode 0755) when
-        missing, provided that directory's parent exists.
+      - The lock file, for instance C(/srv/app/.safeship/deploy.lock).
+      - When acquiring, missing directories of the path are created, top down; the lock's own directory with mode
+        0750, any missing one above it with mode 0755 (as M(safeship.webapp.release) creates an application root,
+        so the web server's user can still enter it). Directories that exist are left as they are. In check mode
+        nothing is created; RV(created_directories) says what would be.
     type: path
     required: true
   state:
@@ -277,6 +280,14 @@ stale:
   type: list
   elements: str
   sample: ["its process 40001 is no longer running on app1"]
+created_directories:
+  description:
+    - The directories of O(path) that were missing and were created, top down (in check mode, that would be
+      created). Empty when releasing.
+  returned: success
+  type: list
+  elements: str
+  sample: [/srv/app, /srv/app/.safeship]
 executed_commands:
   description:
     - The commands the module ran, as every module of the collection returns them; always empty, this module runs

@@ -221,19 +221,48 @@ def test_invalid_lock_file_is_neither_taken_nor_broken(tmp_path):
     assert release(path, force=True)["changed"] is True and not path.exists()
 
 
-def test_lock_directory(tmp_path):
-    created = tmp_path / "app" / ".safeship" / "deploy.lock"
-    (tmp_path / "app").mkdir()
-    check = _lock.manage(params(created), check_mode=True)
-    assert check["changed"] is True and not created.parent.exists()
-    acquire(created)
-    assert oct(os.stat(str(created.parent)).st_mode & 0o777) == "0o755"
-    with pytest.raises(SafeshipError, match="does not exist"):
-        acquire(tmp_path / "missing" / "deep" / "deploy.lock")
+def mode(path):
+    return oct(os.stat(str(path)).st_mode & 0o777)
+
+
+@pytest.fixture()
+def module_umask():
+    previous = os.umask(0o077)  # as run_module sets it: the modes must not depend on the umask
+    yield
+    os.umask(previous)
+
+
+def test_missing_directories_are_created_lock_dir_0750_parents_0755(tmp_path, module_umask):
+    root = tmp_path / "srv"
+    root.mkdir(mode=0o700)
+    lock = root / "shop" / "production" / ".safeship" / "deploy.lock"
+    check = _lock.manage(params(lock), check_mode=True)
+    assert check["changed"] is True and not (root / "shop").exists()
+    assert check["created_directories"] == [str(root / "shop"), str(root / "shop" / "production"),
+                                            str(lock.parent)]
+    result = acquire(lock)
+    assert result["created_directories"] == check["created_directories"] and lock.is_file()
+    assert (mode(root), mode(root / "shop"), mode(root / "shop" / "production"), mode(lock.parent)) == (
+        "0o700", "0o755", "0o755", "0o750")
+    # existing directories are left as they are, and nothing is created again
+    os.chmod(str(lock.parent), 0o711)
+    release(lock, token=result["token"])
+    again = acquire(lock)
+    assert again["created_directories"] == [] and mode(lock.parent) == "0o711"
+
+
+def test_lock_path_problems(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SafeshipError, match="file exists and is not a directory"):
+        acquire(tmp_path / "file" / "deep" / "deploy.lock")
+    assert not (tmp_path / "file" / "deep").exists()
     with pytest.raises(SafeshipError, match="is a directory"):
         acquire(tmp_path)
     with pytest.raises(SafeshipError, match="absolute"):
         acquire("relative/deploy.lock")
+    # releasing never creates anything
+    assert release(tmp_path / "missing" / "deploy.lock", force=True)["changed"] is False
+    assert not (tmp_path / "missing").exists()
 
 
 def test_find_playbook_pid_walks_up_to_the_main_process(tmp_path):
