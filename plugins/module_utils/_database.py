@@ -314,7 +314,8 @@ class PostgresEngine(Engine):
             def collect(index):
                 try:
                     outputs[index] = procs[index].communicate(script_for(groups[index], table).encode("utf-8"))
-                except Exception as exc:  # pylint: disable=broad-except - reported, its databases run
+                except Exception as exc:  # pylint: disable=broad-except
+                    # whatever went wrong is reported; the databases of this psql then run their migrations
                     outputs[index] = (b"", str(exc).encode("utf-8"))
 
             threads = [threading.Thread(target=collect, args=(n,)) for n in range(len(procs))]

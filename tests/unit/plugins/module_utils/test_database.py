@@ -221,3 +221,31 @@ def test_connect_timeout_is_whole_seconds_for_the_clients():
     runner = CommandRunner(FakeModule())
     PostgresEngine(params("postgresql", connect_timeout=0.2), runner, "app")
     assert runner.env_update["PGCONNECT_TIMEOUT"] == "1"
+
+
+def test_postgres_applied_migrations_reports_a_psql_that_broke_and_reads_the_others(monkeypatch):
+    runner = CommandRunner(FakeModule())
+    engine = PostgresEngine(params("postgresql"), runner, "postgres")
+
+    class Fake(object):
+        count = 0
+
+        def __init__(self, argv, **kwargs):
+            Fake.count += 1
+            self.broken = Fake.count == 1
+
+        def communicate(self, data):
+            if self.broken:
+                raise OSError(32, "Broken pipe")
+            db = [line.split()[-1] for line in data.decode().splitlines() if line.startswith("\\connect")][0]
+            return ("@@safeship-database %s\n@@safeship-ok\nm1\n" % db).encode(), b""
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(runner, "spawn", Fake)
+    applied, problems = engine.applied_migrations(["t1", "t2"], "migrations", concurrency=2)
+    assert applied == {"t2": ["m1"]} and len(problems) == 1 and "Broken pipe" in problems[0]
