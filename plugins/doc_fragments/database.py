@@ -8,7 +8,8 @@ __metaclass__ = type
 
 
 class ModuleDocFragment(object):
-    # Connection options shared by every database module (db_backup, db_restore, db_check).
+    # Connection options shared by every database module (db_backup, db_restore, db_check, tenant_migrate);
+    # module_defaults group/safeship.webapp.database sets them once.
     DOCUMENTATION = r"""
 options:
   engine:
@@ -75,8 +76,9 @@ options:
     type: path
   connect_timeout:
     description:
-      - Seconds to wait for a connection before giving up.
-    type: int
+      - Seconds to wait for a connection before giving up. The client programs take whole seconds, so a fraction is
+        rounded up.
+    type: float
     default: 10
   client_bin_dir:
     description:

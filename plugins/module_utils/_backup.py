@@ -19,7 +19,6 @@ import os
 import re
 import socket
 import sqlite3
-import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -42,7 +41,8 @@ from ansible_collections.safeship.webapp.plugins.module_utils._common import (
     utc_now,
     write_json_atomic,
 )
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandError
+from ansible_collections.safeship.webapp.plugins.module_utils._database import connect, connection_argument_spec
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import PIPE, CommandError
 
 MANIFEST_SUFFIX = ".manifest.json"
 MANIFEST_VERSION = 1
@@ -59,8 +59,9 @@ SQLITE_PLAIN_TRAILER = b"COMMIT;"
 TAIL_BYTES = 4096
 
 
-def backup_argument_spec():
-    return dict(
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
         dest=dict(type="path", required=True),
         format=dict(type="str", choices=["custom", "directory", "plain", "file"]),
         jobs=dict(type="int", default=1),
@@ -71,6 +72,7 @@ def backup_argument_spec():
         keep=dict(type="int"),
         check_space=dict(type="bool", default=True),
     )
+    return spec
 
 
 def manifest_path_for(path):
@@ -229,13 +231,14 @@ class _PgSnapshot(object):
     def __init__(self, engine):
         self.engine = engine
         argv = engine.psql_argv() + ["-A", "-t"]
-        engine.runner._check_argv(argv)
-        engine.runner._record([argv])
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, env=engine.runner.environ(),
-                                     universal_newlines=True)
-        self.snapshot = self._ask("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
-                                  "SELECT pg_export_snapshot();")
+        self.proc = engine.runner.spawn(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, text=True,
+                                        what="psql (snapshot for pg_dump)")
+        try:
+            self.snapshot = self._ask("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; "
+                                      "SELECT pg_export_snapshot();")
+        except BaseException:
+            self.proc.close(stop=True)
+            raise
 
     def _ask(self, sql):
         try:
@@ -245,9 +248,8 @@ class _PgSnapshot(object):
         except (IOError, OSError):
             line = ""
         if not line:
-            self.proc.kill()
+            self.proc.stop()
             err = self.proc.stderr.read()
-            self.proc.wait()
             raise self.engine.error(err, self.proc.returncode)
         return line.strip()
 
@@ -258,17 +260,18 @@ class _PgSnapshot(object):
         return dict((t, int(self._ask("SELECT count(*) FROM %s;" % self.engine.quote_table(t)))) for t in tables)
 
     def close(self):
-        if self.proc.poll() is None:
-            try:
-                self.proc.stdin.write("COMMIT;\n")
-                self.proc.stdin.close()
-            except (IOError, OSError):
-                pass
-            try:
-                self.proc.wait(timeout=30)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait()
+        """COMMIT and let psql end (stopped after 30 s); its pipes are closed either way."""
+        with self.proc:
+            if self.proc.poll() is None:
+                try:
+                    self.proc.stdin.write("COMMIT;\n")
+                    self.proc.stdin.close()
+                except (IOError, OSError):
+                    pass
+                try:
+                    self.proc.wait(timeout=30)
+                except CommandError:
+                    pass  # stopped: the snapshot's transaction ends with it
 
 
 class Backup(object):
@@ -408,20 +411,19 @@ class Backup(object):
                 return
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             try:
-                proc = subprocess.Popen(compressor, stdin=subprocess.PIPE, stdout=fd, stderr=subprocess.PIPE,
-                                        env=self.runner.environ())
+                proc = self.runner.spawn(compressor, stdin=PIPE, stdout=fd, stderr=PIPE, what=self.plan.compression)
             finally:
                 os.close(fd)
-            self.runner._record([compressor])
-            try:
-                for line in conn.iterdump():
-                    proc.stdin.write((line + "\n").encode("utf-8"))
-                proc.stdin.close()
-            except (IOError, OSError):
-                pass
-            err = proc.stderr.read().decode("utf-8", "replace")
-            if proc.wait() != 0:
-                raise CommandError(compressor, proc.returncode, "", err)
+            with proc:
+                try:
+                    for line in conn.iterdump():
+                        proc.stdin.write((line + "\n").encode("utf-8"))
+                    proc.stdin.close()
+                except (IOError, OSError):
+                    pass  # the compressor stopped reading: its exit code and stderr say why
+                err = proc.stderr.read()
+                proc.wait()
+                proc.check(err)
         finally:
             conn.close()
 
@@ -594,3 +596,8 @@ class Backup(object):
             remove_path(manifest_path_for(path))
             deleted.append(path)
         return deleted
+
+
+def run(module, runner):
+    """The db_backup module's action."""
+    return Backup(module, connect(module.params, runner), runner).run()

@@ -10,18 +10,21 @@ __metaclass__ = type
 import re
 
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError, split_table_name
+from ansible_collections.safeship.webapp.plugins.module_utils._database import connect, connection_argument_spec
 
 _PERCENT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 
 
-def check_argument_spec():
-    return dict(
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
         count_tables=dict(type="list", elements="str", default=[]),
         required_tables=dict(type="list", elements="str", default=[]),
         compare_to=dict(type="dict"),
         tolerance=dict(type="dict", default={}),
         require_migrate_privileges=dict(type="bool", default=False),
     )
+    return spec
 
 
 def parse_tolerance(value, table):
@@ -75,8 +78,13 @@ def compare_counts(before, after, tolerance):
     return off
 
 
-def run_check(module, engine):
-    params = module.params
+def run(module, runner):
+    """The db_check module's action."""
+    return check(module.params, connect(module.params, runner))
+
+
+def check(params, engine):
+    """Connectivity, version, size, tables, row counts (against an earlier snapshot) and grants of a database."""
     count_tables = list(params["count_tables"])
     required = list(params["required_tables"])
     for table in count_tables + required + list(params["tolerance"]):

@@ -228,3 +228,13 @@ def human_duration(seconds):
     if seconds or not parts:
         parts.append("%ds" % seconds)
     return " ".join(parts)
+
+
+COLLECTION = "safeship.webapp"
+# The release that drops the option names deprecated in 0.x.
+REMOVAL_VERSION = "2.0.0"
+
+
+def deprecated_aliases(*names):
+    """For an argument spec: old option names that still work, with Ansible's deprecation warning."""
+    return [dict(name=name, version=REMOVAL_VERSION, collection_name=COLLECTION) for name in names]

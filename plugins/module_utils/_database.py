@@ -12,20 +12,28 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import csv
 import io
+import math
 import os
 import re
 import sqlite3
+import threading
 
 from ansible_collections.safeship.webapp.plugins.module_utils._common import (
     SafeshipError,
     check_database_name,
     split_table_name,
 )
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandError
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import PIPE, CommandError
 
 ENGINES = ("postgresql", "mysql", "sqlite")
+# A plain table name (no schema), safe inside SQL text and quoted identifiers alike.
+_PLAIN_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Markers of the PostgreSQL migrations check's output: which database follows, and that its query worked.
+_DATABASE_MARK = "@@safeship-database "
+_OK_MARK = "@@safeship-ok"
 
 
 def connection_argument_spec(database_required=True):
@@ -42,7 +50,7 @@ def connection_argument_spec(database_required=True):
         ca_cert=dict(type="path", aliases=["ssl_rootcert"]),
         ssl_cert=dict(type="path"),
         ssl_key=dict(type="path", no_log=False),
-        connect_timeout=dict(type="int", default=10),
+        connect_timeout=dict(type="float", default=10.0),
         client_bin_dir=dict(type="path"),
     )
 
@@ -56,6 +64,18 @@ def connect(params, runner, database=None):
 
 def quote_ident(name, quote):
     return quote + name.replace(quote, quote + quote) + quote
+
+
+def check_plain_table(table, option="table"):
+    if not isinstance(table, str) or not _PLAIN_TABLE.match(table):
+        raise SafeshipError("%s %r is not a valid table name: use letters, digits and '_' (not starting with a "
+                            "digit, at most 64 characters)." % (option, table))
+    return table
+
+
+def whole_seconds(value):
+    """A timeout in seconds as the clients take it: a whole number, rounded up."""
+    return int(math.ceil(value))
 
 
 class Engine(object):
@@ -88,6 +108,14 @@ class Engine(object):
     def label(self):
         return {"postgresql": "PostgreSQL", "mysql": "MySQL", "sqlite": "SQLite"}[self.name]
 
+    def applied_migrations(self, databases, table, concurrency=1):
+        """Which migrations each database has applied, read from its migrations table (Laravel's
+        `migrations`, column `migration`): ({database: [names]}, [problems]).
+
+        A database that does not exist or has no such table is left out (its migrations must run); a
+        check that could not run at all is a problem, in words, and its databases are left out too."""
+        raise NotImplementedError
+
     def count_rows(self, tables):
         """{table: rows} for every table, exact count(*). Missing tables raise with all names."""
         if not tables:
@@ -111,7 +139,7 @@ class PostgresEngine(Engine):
     def __init__(self, params, runner, database):
         super(PostgresEngine, self).__init__(params, runner, check_database_name(database))
         env = {
-            "PGCONNECT_TIMEOUT": params.get("connect_timeout"),
+            "PGCONNECT_TIMEOUT": whole_seconds(params["connect_timeout"]) if params.get("connect_timeout") else None,
             "PGSSLMODE": params.get("ssl_mode"),
             "PGSSLROOTCERT": params.get("ca_cert"),
             "PGSSLCERT": params.get("ssl_cert"),
@@ -165,7 +193,7 @@ class PostgresEngine(Engine):
         if "could not translate host name" in text or "Name or service not known" in text:
             return SafeshipError("cannot connect to %s: unknown host." % where, stderr=text.strip(), rc=rc)
         if "timeout expired" in text:
-            return SafeshipError("cannot connect to %s: timed out after %ss." % (
+            return SafeshipError("cannot connect to %s: timed out after %gs." % (
                 where, self.params.get("connect_timeout")), stderr=text.strip(), rc=rc)
         if argv is not None:
             return CommandError(argv, rc, "", text, what="psql on %s" % where)
@@ -241,6 +269,69 @@ class PostgresEngine(Engine):
             "owns_all_tables": row[5] == "0",
         }
 
+    # -- the migrations of many databases (tenant_migrate's up-to-date check) ---------------------------
+
+    @staticmethod
+    def migrations_script(databases, table):
+        """A psql script reading the migrations table of each database in turn: a marker naming the
+        database, then (when the query works) the ok marker and one migration per line."""
+        check_plain_table(table, "migrations table")
+        lines = []
+        for database in databases:
+            lines.append("\\echo '%s%s'" % (_DATABASE_MARK, check_database_name(database)))
+            lines.append("\\connect %s" % database)
+            lines.append("SELECT '%s' UNION ALL SELECT migration FROM %s;" % (_OK_MARK, quote_ident(table, '"')))
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def parse_migrations(output):
+        """{database: [applied]} for the databases whose query succeeded (the ok marker was printed)."""
+        found = {}
+        current, rows, ok = None, [], False
+        for line in output.splitlines() + [_DATABASE_MARK]:
+            if line.startswith(_DATABASE_MARK):
+                if current is not None and ok:
+                    found[current] = rows
+                current, rows, ok = line[len(_DATABASE_MARK):].strip(), [], False
+            elif line == _OK_MARK:
+                ok = True
+            elif current is not None and line:
+                rows.append(line)
+        return found
+
+    def applied_migrations(self, databases, table, concurrency=1):
+        """concurrency psql processes, each fed a script for its share of the databases through stdin; a
+        database or table that is missing fails only its own query (ON_ERROR_STOP=0)."""
+        script_for = self.migrations_script
+        groups = [databases[n::concurrency] for n in range(min(max(1, concurrency), len(databases)))]
+        argv = [self.binary("psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=0"] + self.conn_args() + [
+            "-d", self.database, "-f", "-"]
+        outputs = [None] * len(groups)
+        with contextlib.ExitStack() as stack:
+            procs = [stack.enter_context(self.runner.spawn(
+                argv, stdin=PIPE, what="psql (migrations of %d databases)" % len(group))) for group in groups]
+
+            def collect(index):
+                try:
+                    outputs[index] = procs[index].communicate(script_for(groups[index], table).encode("utf-8"))
+                except Exception as exc:  # pylint: disable=broad-except
+                    # whatever went wrong is reported; the databases of this psql then run their migrations
+                    outputs[index] = (b"", str(exc).encode("utf-8"))
+
+            threads = [threading.Thread(target=collect, args=(n,)) for n in range(len(procs))]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+        applied, problems = {}, []
+        for out, err in outputs:
+            text = out.decode("utf-8", "replace")
+            if not text:
+                # not even the first marker: psql could not start or connect to the initial database
+                problems.append(self.error(err.decode("utf-8", "replace")).msg.strip())
+            applied.update(self.parse_migrations(text))
+        return applied, problems
+
 
 class MysqlEngine(Engine):
     name = "mysql"
@@ -289,7 +380,7 @@ class MysqlEngine(Engine):
         if self.params.get("connect_timeout"):
             # Only the client reads [mysql]: mysqldump has no connect-timeout and would refuse the file
             # (or, with loose-, warn on every run).
-            lines += ["[mysql]", "connect-timeout=%d" % self.params["connect_timeout"]]
+            lines += ["[mysql]", "connect-timeout=%d" % whole_seconds(self.params["connect_timeout"])]
         path = os.path.join(self.runner.module.tmpdir, "safeship-client.cnf")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -421,6 +512,47 @@ class MysqlEngine(Engine):
             "superuser": bool(re.search(r"GRANT ALL PRIVILEGES ON \*\.\*", grants)),
         }
 
+    # -- the migrations of many databases (tenant_migrate's up-to-date check) ---------------------------
+
+    @staticmethod
+    def migrations_script(databases, table):
+        """One script for the mariadb/mysql client: which databases have the table (T rows), then every
+        applied migration of all of them in one UNION ALL (M rows)."""
+        check_plain_table(table, "migrations table")
+        in_list = ", ".join("'%s'" % check_database_name(db) for db in databases)
+        where = ("FROM information_schema.tables WHERE table_name = '%s' AND table_type = 'BASE TABLE' "
+                 "AND table_schema IN (%s)" % (table, in_list))
+        return "\n".join([
+            "SET SESSION group_concat_max_len = 1073741824;",
+            "SELECT 'T', table_schema %s;" % where,
+            "SELECT GROUP_CONCAT(CONCAT('SELECT ''M'', ', QUOTE(table_schema), ', `migration` FROM `', "
+            "table_schema, '`.`%s`') SEPARATOR ' UNION ALL ') INTO @safeship_q %s;" % (table, where),
+            "SET @safeship_q = COALESCE(@safeship_q, 'SELECT 1 FROM DUAL WHERE FALSE');",
+            "PREPARE safeship_s FROM @safeship_q;",
+            "EXECUTE safeship_s;",
+            "DEALLOCATE PREPARE safeship_s;",
+        ]) + "\n"
+
+    @staticmethod
+    def parse_migrations(output):
+        """{database: [applied]} for the databases that have the table."""
+        applied = {}
+        for line in output.splitlines():
+            cells = line.split("\t")
+            if cells[0] == "T" and len(cells) == 2:
+                applied.setdefault(cells[1], [])
+            elif cells[0] == "M" and len(cells) == 3:
+                applied.setdefault(cells[1], []).append(cells[2])
+        return applied
+
+    def applied_migrations(self, databases, table, concurrency=1):
+        """One client process for all the databases (information_schema says which have the table)."""
+        argv = self.client_argv(with_database=False) + ["--skip-reconnect"]
+        rc, out, err = self.runner.run(argv, data=self.migrations_script(databases, table), check=False)
+        if rc != 0:
+            return {}, [self.error(err, rc).msg]
+        return self.parse_migrations(out), []
+
 
 class SqliteEngine(Engine):
     name = "sqlite"
@@ -499,3 +631,20 @@ class SqliteEngine(Engine):
         writable = os.access(self.database, os.W_OK) and os.access(directory, os.W_OK)
         return {"user": None, "create_schema": writable, "create_in_schema": writable,
                 "usage": os.access(self.database, os.R_OK), "superuser": False}
+
+    def applied_migrations(self, databases, table, concurrency=1):
+        """Each database is a SQLite file, read-only; a missing file or table is left out."""
+        check_plain_table(table, "migrations table")
+        applied, problems = {}, []
+        for database in databases:
+            if not os.path.isfile(database):
+                continue
+            try:
+                if not self.query("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '%s'" % table,
+                                  database):
+                    continue
+                applied[database] = [row[0] for row in self.query(
+                    "SELECT migration FROM %s" % quote_ident(table, '"'), database)]
+            except SafeshipError as exc:
+                problems.append(exc.msg)
+        return applied, problems

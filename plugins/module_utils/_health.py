@@ -22,17 +22,11 @@ from urllib.parse import urljoin, urlsplit
 
 from ansible_collections.safeship.webapp.plugins.module_utils import _http
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError
+from ansible_collections.safeship.webapp.plugins.module_utils._redact import MASK, Redactor
+from ansible_collections.safeship.webapp.plugins.module_utils._text import compile_regex
 
-MASK = "********"
 EXCERPT_CHARS = 200
 DEFAULT_SAMPLES = 10
-# Header names, request JSON keys and reply JSON keys whose values are treated as secrets.
-_SECRET_KEY = re.compile(r"pass(word|wd)?|secret|token|api[-_]?key|authori[sz]ation|cookie|credential", re.I)
-# ...but not what describes a secret: token_type, expires_in, token_ttl...
-_DESCRIBES_SECRET = re.compile(r"[-_]?(type|kind|expires?([-_]?(in|at))?|ttl|scope|length)$", re.I)
-# Values found by that rule (not named by the user) shorter than this are not masked: masking "ok" or "1"
-# everywhere would make the output unreadable and protect nothing.
-_MIN_AUTO_SECRET = 4
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # ${name} is replaced by a captured value; $${ stands for a literal ${.
 _PLACEHOLDER = re.compile(r"\$\$\{|\$\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}")
@@ -67,18 +61,17 @@ def _step_options():
     return options
 
 
-def health_argument_spec():
-    spec = _request_options()
+def argument_spec():
+    spec = _http.http_argument_spec()
+    spec.update(_request_options())
     spec.update(
         url=dict(type="str"),
         retries=dict(type="int", default=10),
         delay=dict(type="float", default=2.0),
         consecutive_successes=dict(type="int", default=1),
-        timeout=dict(type="float", default=10.0),
+        fail_fast_statuses=dict(type="list", elements="int", default=[]),
         max_latency_ms=dict(type="float"),
         samples=dict(type="int"),
-        validate_certs=dict(type="bool", default=True),
-        ca_path=dict(type="path"),
         follow_redirects=dict(type="str", default="safe", choices=["none", "safe", "all"]),
         use_proxy=dict(type="bool", default=True),
         url_username=dict(type="str"),
@@ -86,91 +79,14 @@ def health_argument_spec():
         force_basic_auth=dict(type="bool", default=False),
         redact=dict(type="list", elements="str", default=[], no_log=True),
         steps=dict(type="list", elements="dict", options=_step_options(),
-                   mutually_exclusive=HEALTH_MUTUALLY_EXCLUSIVE),
+                   mutually_exclusive=MUTUALLY_EXCLUSIVE),
         run_in_check_mode=dict(type="bool", default=True),
     )
     return spec
 
 
-HEALTH_MUTUALLY_EXCLUSIVE = [["body", "json_body"]]
-HEALTH_REQUIRED_ONE_OF = [["url", "steps"]]
-
-
-# ---------------------------------------------------------------------------------------------- redaction
-
-class Redactor(object):
-    """Secrets seen so far; masks them in text and data, and registers them with Ansible's no_log values."""
-
-    def __init__(self, module=None):
-        self.module = module
-        self.secrets = set()
-
-    def add(self, value, minimum=1):
-        if value is None or isinstance(value, bool):
-            return
-        if isinstance(value, (dict, list)):
-            text = json.dumps(value, sort_keys=True)
-        else:
-            text = value if isinstance(value, str) else str(value)
-        if len(text) < minimum:
-            return
-        self.secrets.add(text)
-        if self.module is not None:
-            self.module.no_log_values.add(text)
-
-    def add_header(self, name, value):
-        """A secret header's value, and its credential without the scheme ('Bearer abc' -> 'abc' too)."""
-        if value is None or not secret_key(name):
-            return
-        value = str(value)
-        self.add(value, _MIN_AUTO_SECRET)
-        parts = value.split(None, 1)
-        if len(parts) == 2:
-            self.add(parts[1], _MIN_AUTO_SECRET)
-
-    def add_secret_fields(self, data):
-        """Values under secret-looking keys (password, token, access_token, api_key...) of a JSON document."""
-        if isinstance(data, dict):
-            for key, value in data.items():
-                if secret_key(key) and isinstance(value, (str, int, float)) \
-                        and not isinstance(value, bool) and not _PLACEHOLDER.search(str(value)):
-                    self.add(value, _MIN_AUTO_SECRET)
-                else:
-                    self.add_secret_fields(value)
-        elif isinstance(data, list):
-            for item in data:
-                self.add_secret_fields(item)
-
-    def text(self, value):
-        if value is None:
-            return value
-        value = str(value)
-        # longest first, so a secret that contains another is masked whole
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            value = value.replace(secret, MASK)
-        return value
-
-    def data(self, value):
-        if isinstance(value, dict):
-            return dict((self.text(key), MASK if secret_key(key) and _maskable(item) else self.data(item))
-                        for key, item in value.items())
-        if isinstance(value, list):
-            return [self.data(item) for item in value]
-        if isinstance(value, str):
-            return self.text(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and str(value) in self.secrets:
-            return MASK
-        return value
-
-
-def secret_key(name):
-    """Whether a header name or JSON key names a secret (password, token, access_token, X-Api-Key...)."""
-    name = str(name)
-    return bool(_SECRET_KEY.search(name)) and not _DESCRIBES_SECRET.search(name)
-
-
-def _maskable(value):
-    return isinstance(value, str) and len(value) >= _MIN_AUTO_SECRET
+MUTUALLY_EXCLUSIVE = [["body", "json_body"]]
+REQUIRED_ONE_OF = [["url", "steps"]]
 
 
 # ---------------------------------------------------------------------------------------------- JSON paths
@@ -289,6 +205,11 @@ def placeholders(value):
     return found
 
 
+def has_placeholder(value):
+    """Whether a value holds a ${name} (then it is not a secret of its own, the captured value is)."""
+    return bool(_PLACEHOLDER.search(str(value)))
+
+
 def _as_text(value):
     return value if isinstance(value, str) else json.dumps(value)
 
@@ -368,20 +289,13 @@ class Check(object):
             except ValueError:
                 raise SafeshipError("%s: json_body is a string that is not JSON; send other text with body."
                                     % label)
-        self.status_code = list(spec.get("status_code") or [200])
-        for code in self.status_code:
-            if not 100 <= code <= 599:
-                raise SafeshipError("%s: status_code %d is not an HTTP status (100-599)." % (label, code))
+        self.status_code = check_statuses(list(spec.get("status_code") or [200]), "%s: status_code" % label)
         self.json_expect = dict(spec.get("json_expect") or {})
         for path in self.json_expect:
             check_path(path, "%s json_expect" % label)
         self.body_regex = None
         if spec.get("body_regex"):
-            try:
-                self.body_regex = re.compile(spec["body_regex"])
-            except re.error as exc:
-                raise SafeshipError("%s: body_regex %r is not a valid regular expression: %s"
-                                    % (label, spec["body_regex"], exc))
+            self.body_regex = compile_regex(spec["body_regex"], "%s: body_regex" % label)
         self.capture = dict(spec.get("capture") or {})
         for name, path in self.capture.items():
             if not _NAME.match(name):
@@ -495,6 +409,34 @@ def evaluate(check, reply, captures):
     return Outcome(reply, problems, doc, captured)
 
 
+def explain(outcome, redactor):
+    """The problems of one attempt, with an excerpt of the body (secrets masked before cutting)."""
+    text = "; ".join(outcome.problems)
+    reply = outcome.reply
+    if reply.error is None and reply.body:
+        if outcome.doc is not _NOT_JSON:
+            # from the parsed document: a token written with JSON escapes ("a\/b") is still recognised
+            excerpt = json.dumps(redactor.data(outcome.doc), ensure_ascii=False)
+        else:
+            excerpt = redactor.text(reply.text)
+        cut = len(excerpt) > EXCERPT_CHARS
+        text += "; body%s: %s" % (" (first %d characters)" % EXCERPT_CHARS if cut else "",
+                                  json.dumps(excerpt[:EXCERPT_CHARS], ensure_ascii=False))
+    return redactor.text(text)
+
+
+def fails_fast(outcome, statuses):
+    """Whether a failed attempt's status is one that ends the probing at once."""
+    return not outcome.ok and outcome.reply.status is not None and outcome.reply.status in statuses
+
+
+def check_statuses(codes, what):
+    for code in codes:
+        if not 100 <= code <= 599:
+            raise SafeshipError("%s %d is not an HTTP status (100-599)." % (what, code))
+    return codes
+
+
 # ---------------------------------------------------------------------------------------------- the probe
 
 class Probe(object):
@@ -543,6 +485,7 @@ class Probe(object):
             raise SafeshipError("max_latency_ms must be more than 0.")
         if params.get("samples") is not None and params["samples"] < 0:
             raise SafeshipError("samples cannot be negative.")
+        check_statuses(params.get("fail_fast_statuses") or [], "fail_fast_statuses")
 
     @property
     def base_url(self):
@@ -584,7 +527,7 @@ class Probe(object):
                 if not placeholders(value):
                     self.redactor.add_header(name, value)
             if isinstance(check.json_body, (dict, list)):
-                self.redactor.add_secret_fields(check.json_body)
+                self.redactor.add_secret_fields(check.json_body, skip=has_placeholder)
 
     # -- running --------------------------------------------------------------------------------------------
 
@@ -613,23 +556,11 @@ class Probe(object):
                 self.redactor.add(value)
         # tokens a reply carries under secret-looking keys are masked even when nobody captures them
         if outcome.doc is not _NOT_JSON:
-            self.redactor.add_secret_fields(outcome.doc)
+            self.redactor.add_secret_fields(outcome.doc, skip=has_placeholder)
         return outcome
 
     def _explain(self, outcome):
-        """The problems of one attempt, with an excerpt of the body (secrets masked before cutting)."""
-        text = "; ".join(outcome.problems)
-        reply = outcome.reply
-        if reply.error is None and reply.body:
-            if outcome.doc is not _NOT_JSON:
-                # from the parsed document: a token written with JSON escapes ("a\/b") is still recognised
-                excerpt = json.dumps(self.redactor.data(outcome.doc), ensure_ascii=False)
-            else:
-                excerpt = self.redactor.text(reply.text)
-            cut = len(excerpt) > EXCERPT_CHARS
-            text += "; body%s: %s" % (" (first %d characters)" % EXCERPT_CHARS if cut else "",
-                                      json.dumps(excerpt[:EXCERPT_CHARS], ensure_ascii=False))
-        return self.redactor.text(text)
+        return explain(outcome, self.redactor)
 
     def _history_entry(self, number, outcome):
         entry = dict(attempt=number, ok=outcome.ok, status=outcome.reply.status,
@@ -668,6 +599,7 @@ class Probe(object):
                 streak = 0
                 streak_latencies = []
                 last_failure = (self.attempts, outcome)
+                self._fail_fast(check, outcome, self.attempts, limit)
             if limit - self.attempts < needed - streak:
                 break  # too few attempts left to reach the streak
         span = "%d attempt%s over %.1f s" % (self.attempts, "" if self.attempts == 1 else "s", self._elapsed())
@@ -679,6 +611,13 @@ class Probe(object):
         else:
             msg = "%s failed after %s: %s" % (check.describe(), span, self._explain(failure))
         raise self._failure(msg)
+
+    def _fail_fast(self, check, outcome, attempt, limit):
+        """End the probe at once when the answer's status is one of fail_fast_statuses."""
+        if fails_fast(outcome, self.params.get("fail_fast_statuses") or ()):
+            raise self._failure(
+                "%s answered with status %d, one of fail_fast_statuses, at attempt %d (of at most %d): not "
+                "retried. %s" % (check.describe(), outcome.reply.status, attempt, limit, self._explain(outcome)))
 
     def _record(self, outcome):
         """Top-level status/json/latencies follow the readiness check."""
@@ -731,6 +670,9 @@ class Probe(object):
             outcome = self._attempt(check, session, captures)
             if outcome.ok or attempts > retries:
                 break
+            if fails_fast(outcome, self.params.get("fail_fast_statuses") or ()):
+                self.result["steps"].append(self._step_entry(check, outcome, attempts))
+                self._fail_fast(check, outcome, attempts, retries + 1)
             self._sleep(delay)
         self.result["steps"].append(self._step_entry(check, outcome, attempts))
         if not outcome.ok:
@@ -787,11 +729,101 @@ class Probe(object):
         return self.redactor.data(self.result)
 
 
+# ---------------------------------------------------------------------------------------------- watching
+
+class HealthFailure(SafeshipError):
+    """An answer that ends the watch at once (a status in fail_fast)."""
+
+
+class Watch(object):
+    """HTTP checks probed again and again while something settles (pm2_app's health_checks).
+
+    specs: dicts with url, status_code, json_expect, headers, timeout. probe() sends one request per check
+    and returns whether every check has answered as expected at least once; an answer whose status is in
+    fail_fast (and not in the check's status_code) raises HealthFailure at once. results() says, per URL,
+    what came back."""
+
+    def __init__(self, specs, redactor, fail_fast=(), send=_http.send, clock=time.monotonic):
+        self.redactor = redactor
+        self.fail_fast = set(fail_fast)
+        self._send = send
+        self._clock = clock
+        self.start = clock()
+        self.checks = []
+        seen = set()
+        for index, spec in enumerate(specs):
+            label = "health_checks[%d]" % index
+            _check_url(spec.get("url") or "", label)
+            if spec["url"] in seen:
+                raise SafeshipError("%s: url %s is checked twice; give each URL once." % (label, spec["url"]))
+            seen.add(spec["url"])
+            if spec.get("timeout") is not None and spec["timeout"] <= 0:
+                raise SafeshipError("%s: timeout must be more than 0 seconds." % label)
+            check = Check(dict(url=spec["url"], status_code=spec.get("status_code"),
+                               json_expect=spec.get("json_expect"), headers=spec.get("headers")), label)
+            for name, value in check.headers.items():
+                redactor.add_header(name, value)
+                redactor.add(value)  # headers are no_log: every value is a secret here
+            state = dict(check=check, timeout=spec.get("timeout") or 5.0, attempts=0, passed=False, last=None,
+                         elapsed=None)
+            self.checks.append(state)
+        self._context = None
+
+    def begin(self):
+        """Count the elapsed time of the answers from now."""
+        self.start = self._clock()
+
+    def _session(self, timeout):
+        if self._context is None:
+            try:
+                self._context = _http.tls_context()
+            except ValueError as exc:
+                raise SafeshipError("%s." % exc)
+        return _http.new_session(timeout, context=self._context)
+
+    def probe(self):
+        """One request per check; True once every check has passed at least once."""
+        for state in self.checks:
+            check = state["check"]
+            reply = self._send(self._session(state["timeout"]), "GET", check.url, headers=dict(check.headers),
+                               timeout=state["timeout"])
+            outcome = evaluate(check, reply, {})
+            state["attempts"] += 1
+            state["last"] = outcome
+            state["elapsed"] = round(self._clock() - self.start, 3)
+            if outcome.ok:
+                state["passed"] = True
+            elif fails_fast(outcome, self.fail_fast):
+                raise HealthFailure(self.redactor.text("GET %s answered with status %d: %s" % (
+                    check.url, reply.status, explain(outcome, self.redactor))))
+        return all(state["passed"] for state in self.checks)
+
+    def pending(self):
+        """What the checks that never passed last got, in words."""
+        return "; ".join(self.redactor.text("GET %s: %s" % (
+            state["check"].url, explain(state["last"], self.redactor) if state["last"] else "not probed"))
+            for state in self.checks if not state["passed"])
+
+    def results(self):
+        """{url: {status, ok, attempts, latency_ms, elapsed[, error]}}: ok once it answered as expected; status,
+        latency and error of the last answer; elapsed: seconds from the start of the watch to that answer."""
+        found = {}
+        for state in self.checks:
+            outcome = state["last"]
+            entry = dict(ok=state["passed"], attempts=state["attempts"], elapsed=state["elapsed"],
+                         status=outcome.reply.status if outcome else None,
+                         latency_ms=_round(outcome.reply.latency_ms) if outcome else None)
+            if outcome is not None and not outcome.ok:
+                entry["error"] = self.redactor.text("; ".join(outcome.problems))
+            found[self.redactor.text(state["check"].url)] = entry
+        return found
+
+
 def _round(value):
     return None if value is None else round(value, 1)
 
 
-def run_health_probe(module):
-    """The module's action: the probe's result dict, or SafeshipError with the same keys as details."""
-    probe = Probe(module.params, Redactor(module), check_mode=module.check_mode)
-    return probe.run()
+def run(module, runner=None):
+    """The health_probe module's action: the probe's result dict, or SafeshipError with the same keys as details.
+    (It runs no program: runner is unused.)"""
+    return Probe(module.params, Redactor(module=module), check_mode=module.check_mode).run()

@@ -30,6 +30,16 @@ HTTP_AGENT = "safeship.webapp.health_probe"
 MAX_BODY = 4 * 1024 * 1024
 
 
+def http_argument_spec():
+    """The options the HTTP modules (health_probe, notify) share: doc fragment safeship.webapp.http, and what
+    module_defaults group/safeship.webapp.http sets once."""
+    return dict(
+        timeout=dict(type="float", default=10.0),
+        validate_certs=dict(type="bool", default=True),
+        ca_path=dict(type="path"),
+    )
+
+
 class Reply(object):
     """What one request got back: a status and a body, or an error sentence. Latency in milliseconds."""
 

@@ -50,6 +50,10 @@ from ansible_collections.safeship.webapp.plugins.module_utils._common import (
 
 LOCK_FORMAT = 1
 LOCK_MODE = 0o644
+# The lock's own directory, created when missing, and any missing directory above it (as the release module
+# creates an application root: the web user can still enter it).
+LOCK_DIR_MODE = 0o750
+PARENT_DIR_MODE = 0o755
 RETRIES = 20
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
@@ -399,6 +403,7 @@ class DeployLock(object):
         self.diff = diff
         self.path = params["path"]
         self.host = this_host()
+        self.created = []
 
     def run(self):
         if not os.path.isabs(self.path):
@@ -434,20 +439,30 @@ class DeployLock(object):
         return pid, process_start(pid)
 
     def _ensure_directory(self):
+        """Create the missing directories of the lock path, top down: the lock's own one with LOCK_DIR_MODE,
+        those above it with PARENT_DIR_MODE; existing ones stay as they are. In check mode, only say which."""
         directory = os.path.dirname(self.path)
-        if os.path.isdir(directory):
-            return
-        if not os.path.isdir(os.path.dirname(directory)):
-            raise SafeshipError("directory %s does not exist; the lock's directory or its parent must exist."
-                                % directory)
+        missing = []
+        probe = directory
+        while not os.path.isdir(probe):
+            if os.path.lexists(probe):
+                raise SafeshipError("%s exists and is not a directory, so the lock %s cannot be created there."
+                                    % (probe, self.path))
+            missing.insert(0, probe)
+            probe = os.path.dirname(probe)
         if self.check_mode:
+            self.created = missing
             return
-        try:
-            os.mkdir(directory)
-            os.chmod(directory, 0o755)
-        except OSError as exc:
-            if exc.errno != errno.EEXIST:
-                raise SafeshipError("cannot create %s: %s" % (directory, exc.strerror or exc))
+        for path in missing:
+            try:
+                os.mkdir(path)
+            except OSError as exc:
+                if exc.errno == errno.EEXIST and os.path.isdir(path):
+                    continue  # created by a concurrent run a moment ago: left as it is
+                raise SafeshipError("cannot create %s: %s" % (path, exc.strerror or exc))
+            # chmod, not mkdir's mode: the module's umask (077) would take the group and others' bits away
+            os.chmod(path, LOCK_DIR_MODE if path == directory else PARENT_DIR_MODE)
+            self.created.append(path)
 
     def _new_doc(self, token, ttl, pid, pid_start, now):
         owner = self.params.get("owner") or "%s@%s" % (login_user(), self.host)
@@ -578,7 +593,7 @@ class DeployLock(object):
             current = read_lock(self.path)
             if current is None:
                 return dict(changed=False, path=self.path, msg="the lock is not held", token=None, holder=None,
-                            age=None, expires=None, broken=None)
+                            age=None, expires=None, broken=None, created_directories=[])
             if not force and not current.matches(token):
                 if current.doc is None:
                     msg = ("deploy lock %s exists but is not a valid lock: %s. Nothing was released; look at the "
@@ -615,14 +630,15 @@ class DeployLock(object):
     def _result(self, changed, doc, now, token=None, before=None, broken=None, msg=None):
         holder = dict((key, doc.get(key)) for key in PUBLIC_FIELDS)
         result = dict(changed=changed, path=self.path, msg=msg, token=token, holder=holder,
-                      age=_age(doc, now), expires=doc.get("expires"), broken=broken)
+                      age=_age(doc, now), expires=doc.get("expires"), broken=broken,
+                      created_directories=list(self.created))
         if self.diff:
             result["diff"] = self._diff(before.holder() if before is not None else None, holder)
         return result
 
     def _released(self, lock, now, msg):
         result = dict(changed=True, path=self.path, msg=msg, token=None, holder=lock.holder(), age=lock.age(now),
-                      expires=lock.doc.get("expires") if lock.doc else None, broken=None)
+                      expires=lock.doc.get("expires") if lock.doc else None, broken=None, created_directories=[])
         if self.diff:
             result["diff"] = self._diff(lock.holder(), None)
         return result
@@ -633,5 +649,26 @@ def _age(doc, now):
     return int((now - started).total_seconds()) if started else None
 
 
-def run(params, check_mode=False, diff=False):
+def argument_spec():
+    return dict(
+        path=dict(type="path", required=True),
+        state=dict(type="str", choices=["acquired", "released"], default="acquired"),
+        owner=dict(type="str"),
+        reason=dict(type="str"),
+        playbook=dict(type="str"),
+        ttl=dict(type="raw"),
+        pid=dict(type="int"),
+        token=dict(type="str", no_log=False),
+        break_stale=dict(type="bool", default=False),
+        force=dict(type="bool", default=False),
+    )
+
+
+def run(module, runner=None):
+    """The deploy_lock module's action (it runs no program: runner is unused)."""
+    return manage(module.params, check_mode=module.check_mode, diff=module._diff)
+
+
+def manage(params, check_mode=False, diff=False):
+    """Acquire or release the lock with these parameters; return the result."""
     return DeployLock(params, check_mode=check_mode, diff=diff).run()

@@ -27,13 +27,19 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ansible.module_utils.urls import SSLValidationError, open_url
 
-from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError, iso, utc_now
+from ansible_collections.safeship.webapp.plugins.module_utils._common import (
+    SafeshipError,
+    deprecated_aliases,
+    iso,
+    utc_now,
+)
+from ansible_collections.safeship.webapp.plugins.module_utils._http import http_argument_spec
 
 SERVICES = ("slack", "mattermost", "teams", "webhook")
 EVENTS = ("start", "success", "failure", "rollback", "custom")
 
 USER_AGENT = "safeship.webapp-notify"
-# Longest backoff between two attempts, whatever retry_delay and Retry-After say.
+# Longest backoff between two attempts, whatever delay and Retry-After say.
 MAX_DELAY = 30.0
 # Bytes of a response body kept for the result and the warning.
 BODY_EXCERPT = 300
@@ -72,8 +78,9 @@ ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 ADAPTIVE_CARD_VERSION = "1.2"
 
 
-def notify_argument_spec():
-    return dict(
+def argument_spec():
+    spec = http_argument_spec()
+    spec.update(
         service=dict(type="str", required=True, choices=list(SERVICES)),
         url=dict(type="str", required=True, no_log=True),
         event=dict(type="str", default="custom", choices=list(EVENTS)),
@@ -93,16 +100,15 @@ def notify_argument_spec():
         icon_url=dict(type="str"),
         icon_emoji=dict(type="str"),
         headers=dict(type="dict", default={}, no_log=True),
-        timeout=dict(type="int", default=10),
         retries=dict(type="int", default=2),
-        retry_delay=dict(type="float", default=1.0),
-        validate_certs=dict(type="bool", default=True),
-        ca_path=dict(type="path"),
+        delay=dict(type="float", default=1.0, aliases=["retry_delay"],
+                   deprecated_aliases=deprecated_aliases("retry_delay")),
         fail_on_error=dict(type="bool", default=False),
     )
+    return spec
 
 
-NOTIFY_REQUIRED_IF = [("event", "custom", ("msg",))]
+REQUIRED_IF = [("event", "custom", ("msg",))]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -399,7 +405,7 @@ def describe_exception(exc, timeout):
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused", True
     if _is_timeout(reason):
-        return "no answer within %d s (timeout)" % timeout, True
+        return "no answer within %g s (timeout)" % timeout, True
     if isinstance(reason, socket.gaierror):
         return "host name not found (%s)" % (reason.strerror or reason), True
     if isinstance(exc, SSLValidationError) or isinstance(reason, ssl.SSLCertVerificationError):
@@ -423,7 +429,7 @@ def _retry_after(exc):
 
 
 def post_json(url, payload, params, opener=open_url, sleep=time.sleep):
-    """POST payload as JSON, with params' timeout, retries (doubling retry_delay) and TLS options.
+    """POST payload as JSON, with params' timeout, retries (doubling delay) and TLS options.
 
     Retries connection errors, timeouts, closed connections, HTTP 5xx, 408 and 429 (honouring
     Retry-After up to MAX_DELAY); other 4xx are final. Redirects are not followed (a POST turned
@@ -433,7 +439,7 @@ def post_json(url, payload, params, opener=open_url, sleep=time.sleep):
         headers[str(name)] = str(value)
     data = json.dumps(payload, sort_keys=True).encode("utf-8")
     retries = max(int(params.get("retries") or 0), 0)
-    delay = max(float(params.get("retry_delay") or 0), 0.0)
+    delay = max(float(params.get("delay") or 0), 0.0)
     timeout = params.get("timeout") or 10
     outcome = Outcome()
     for attempt in range(1, retries + 2):
@@ -497,17 +503,18 @@ def _attempts(count):
     return "%d attempt%s" % (count, "" if count == 1 else "s")
 
 
-def run_notify(module, opener=open_url, sleep=time.sleep, now=None):
+def run(module, runner=None, opener=open_url, sleep=time.sleep, now=None):
+    """The notify module's action (it runs no program: runner is unused)."""
     params = module.params
     url = params["url"]
     service = params["service"]
     event = params["event"]
-    for name in ("timeout", "retries"):
-        if params.get(name) is not None and params[name] < (1 if name == "timeout" else 0):
-            raise SafeshipError("%s must be %s, not %s." % (
-                name, "at least 1 (seconds)" if name == "timeout" else "0 or more", params[name]))
-    if params.get("retry_delay") is not None and params["retry_delay"] < 0:
-        raise SafeshipError("retry_delay must be 0 or more seconds, not %s." % params["retry_delay"])
+    if params.get("timeout") is not None and params["timeout"] <= 0:
+        raise SafeshipError("timeout must be more than 0 seconds, not %s." % params["timeout"])
+    if params.get("retries") is not None and params["retries"] < 0:
+        raise SafeshipError("retries must be 0 or more, not %s." % params["retries"])
+    if params.get("delay") is not None and params["delay"] < 0:
+        raise SafeshipError("delay must be 0 or more seconds, not %s." % params["delay"])
     endpoint = redact_url(url)
     # AnsibleModule masks header values (no_log) in the whole result; scrub the long ones from our
     # own texts too so the error reads the same everywhere.

@@ -49,7 +49,9 @@ import time
 from ansible.module_utils.common.warnings import warn
 
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError, iso, pid_alive
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
+from ansible_collections.safeship.webapp.plugins.module_utils._health import HealthFailure, Watch
+from ansible_collections.safeship.webapp.plugins.module_utils._redact import Redactor
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import C_LOCALE
 
 try:
     import yaml
@@ -157,7 +159,17 @@ try {
 """
 
 
-def pm2_argument_spec():
+def _health_check_options():
+    return dict(
+        url=dict(type="str", required=True),
+        status_code=dict(type="list", elements="int", default=[200]),
+        json_expect=dict(type="dict", default={}),
+        headers=dict(type="dict", default={}, no_log=True),
+        timeout=dict(type="float", default=5.0),
+    )
+
+
+def argument_spec():
     return dict(
         name=dict(type="str"),
         ecosystem=dict(type="path"),
@@ -177,23 +189,24 @@ def pm2_argument_spec():
         state=dict(type="str", default="started", choices=list(STATES)),
         pm2_home=dict(type="path"),
         pm2_binary=dict(type="path"),
-        wait_online_timeout=dict(type="int", default=60),
+        wait_online_timeout=dict(type="float", default=60.0),
         stable_seconds=dict(type="float", default=2.0),
+        health_checks=dict(type="list", elements="dict", default=[], options=_health_check_options()),
         save=dict(type="bool", default=False),
     )
 
 
-PM2_REQUIRED_ONE_OF = [("name", "ecosystem")]
-PM2_MUTUALLY_EXCLUSIVE = [("ecosystem", "script")]
+REQUIRED_ONE_OF = [("name", "ecosystem")]
+MUTUALLY_EXCLUSIVE = [("ecosystem", "script")]
 _SCRIPT_OPTIONS = ("cwd", "args", "instances", "exec_mode", "wait_ready", "listen_timeout", "kill_timeout",
                    "interpreter")
-PM2_REQUIRED_BY = dict([("script", ("name",)), ("env_name", ("ecosystem",))]
-                       + [(option, ("script",)) for option in _SCRIPT_OPTIONS])
+REQUIRED_BY = dict([("script", ("name",)), ("env_name", ("ecosystem",))]
+                   + [(option, ("script",)) for option in _SCRIPT_OPTIONS])
 
 
 def default_params(**params):
     """Module parameters with the argument spec's defaults: for calling the logic in-process."""
-    result = dict((name, spec.get("default")) for name, spec in pm2_argument_spec().items())
+    result = dict((name, spec.get("default")) for name, spec in argument_spec().items())
     result.update(params)
     return result
 
@@ -563,7 +576,7 @@ class Pm2(object):
     def run(self, args, cwd=None, env=None, parse=False, what=None, check=True):
         update = {"PM2_HOME": self.home}
         if parse:
-            update.update({"LANG": "C", "LC_ALL": "C", "LANGUAGE": "C"})
+            update.update(C_LOCALE)
         update.update(env or {})
         self.runner.env_update = update
         previous = os.umask(self.umask) if self.umask is not None else None
@@ -737,7 +750,7 @@ def instance_states(procs):
 
 
 def wait_until_stable(poll, targets, timeout, stable_seconds, clock=time.monotonic, sleep=time.sleep,
-                      on_poll=None, pids_alive=None):
+                      on_poll=None, pids_alive=None, probe=None, pending=None):
     """Poll until every target app is online, has its instance count and (for reload/restart) only new pids,
     with restart counts unchanged for stable_seconds. Returns the last list. Raises _WaitFailure (naming the app)
     when an instance is errored or stopped, when restart counts climb (a crash loop), or at the timeout.
@@ -750,6 +763,10 @@ def wait_until_stable(poll, targets, timeout, stable_seconds, clock=time.monoton
     every jlist starts a node process, which on a small host competes with the app starting. A crash shows
     as a dead pid (pm2 restarts it under a new one); one last poll after the window confirms the pids and
     the restart counts.
+
+    probe() -> bool, when given, is called again and again once every instance is up (the health checks):
+    the wait ends when the window has passed and probe() has returned True (after the window, up to the
+    timeout); an exception it raises ends the wait at once. pending() says, at the timeout, what it waits for.
     """
     deadline = clock() + timeout
     baseline = {}
@@ -785,12 +802,17 @@ def wait_until_stable(poll, targets, timeout, stable_seconds, clock=time.monoton
         if ready:
             if stable_since is None:
                 stable_since = clock()
-            if clock() - stable_since >= stable_seconds:
+            healthy = probe() if probe is not None else True
+            if clock() - stable_since >= stable_seconds and healthy:
                 return procs
             if pids_alive is not None:
                 watched = set(pid_of(p) for name in targets for p in groups.get(name, []))
-                while clock() - stable_since < stable_seconds and clock() < deadline and pids_alive(watched):
+                while clock() < deadline and pids_alive(watched):
+                    if clock() - stable_since >= stable_seconds and (healthy or probe is None):
+                        break  # one last poll confirms the pids and the restart counts
                     sleep(POLL_INTERVAL)
+                    if probe is not None:
+                        healthy = probe()
         else:
             stable_since = None
         if clock() >= deadline:
@@ -801,6 +823,9 @@ def wait_until_stable(poll, targets, timeout, stable_seconds, clock=time.monoton
                     name = candidate
                     break
             mine = groups.get(name, [])
+            if ready and pending is not None:
+                raise _WaitFailure(name, mine, "app %s is online, but its health checks did not pass within %s s: "
+                                               "%s." % (", ".join(targets), _seconds(timeout), pending()))
             count = targets[name].get("count")
             detail = instance_states(mine)
             if count is not None and len(mine) != count:
@@ -828,13 +853,14 @@ class _WaitFailure(SafeshipError):
 # ---- the module's work -------------------------------------------------------------------------------
 
 class Pm2App(object):
-    def __init__(self, module, runner=None, umask=None):
+    def __init__(self, module, runner, umask=None):
         self.module = module
         self.params = module.params
         self.check_mode = module.check_mode
         self.diff = getattr(module, "_diff", False)
-        self.runner = runner or CommandRunner(module)
+        self.runner = runner
         self.umask = umask
+        self.watch = None
         # O(env) values are not registered as runner secrets: they mix secrets with plain settings
         # (NODE_ENV=production next to --env production would trip the argv guard); they reach pm2 only
         # through the environment by construction, and the tests check argv and results for them.
@@ -856,6 +882,9 @@ class Pm2App(object):
             raise SafeshipError("wait_online_timeout must be 0 or more seconds, not %s." % p["wait_online_timeout"])
         if p["stable_seconds"] < 0:
             raise SafeshipError("stable_seconds must be 0 or more, not %s." % p["stable_seconds"])
+        if p.get("health_checks") and p["state"] not in ("started", "reloaded", "restarted"):
+            raise SafeshipError("health_checks are probed after a start, reload or restart: they need state "
+                                "started, reloaded or restarted, not %s." % p["state"])
         if p.get("instances") is not None and p["instances"] < 1:
             raise SafeshipError("instances must be 1 or more, not %s." % p["instances"])
         for option in ("listen_timeout", "kill_timeout"):
@@ -907,7 +936,7 @@ class Pm2App(object):
             else:
                 argv = [node, self._private_file("pm2-load-yaml.js", _YAML_LOADER), path,
                         os.path.dirname(os.path.realpath(pm2_binary))]
-            self.runner.env_update = dict(self.env, LANG="C", LC_ALL="C", LANGUAGE="C")
+            self.runner.env_update = dict(self.env, **C_LOCALE)
             rc, out, err = self.runner.run(argv, check=False, cwd=os.path.dirname(path))
             if rc != 0:
                 raise _invalid(path, "node could not load it (exit code %s): %s" % (rc, tail_text(err, 10)))
@@ -1088,6 +1117,9 @@ class Pm2App(object):
         self.env.update(env_strings(p.get("env")))
         if p.get("name") is not None:
             check_app_name(p["name"])
+        if p.get("health_checks"):
+            # an app that says it is ready and answers 5xx is broken: no need to wait out the window
+            self.watch = Watch(p["health_checks"], Redactor(module=self.module), fail_fast=range(500, 600))
         binary = self.find_binary()
         self.pm2 = Pm2(self.runner, binary, self.home, self.umask)
         if p.get("ecosystem"):
@@ -1113,6 +1145,7 @@ class Pm2App(object):
             "actions": dict((name, action or "none") for name, action in actions.items()),
             "pids_before": pids_before,
             "daemon_was_running": alive,
+            "health": {},
         }
         if self.check_mode or not changed:
             self._fill(result, groups, names)
@@ -1127,6 +1160,7 @@ class Pm2App(object):
             self.act(actions, desired, counts_before)
             if acting:
                 self._wait(acting, actions, desired, counts_before, pids_before, tap)
+                result["health"] = self.watch.results() if self.watch else {}
             if p["save"]:
                 self.pm2.run(["save", "--force"])
                 self._protect_dump()
@@ -1151,13 +1185,22 @@ class Pm2App(object):
             targets[name] = {"count": count, "old_pids": old}
         p = self.params
         first_poll = len(self.runner.executed_commands)
+        watch = self.watch
+        if watch is not None:
+            watch.begin()
         try:
             wait_until_stable(self.pm2.jlist, targets, p["wait_online_timeout"], p["stable_seconds"],
-                              on_poll=tap.drain if tap else None, pids_alive=_all_alive)
+                              on_poll=tap.drain if tap else None, pids_alive=_all_alive,
+                              probe=watch.probe if watch else None, pending=watch.pending if watch else None)
         except _WaitFailure as exc:
             if tap is not None:
                 tap.drain()
-            raise SafeshipError("pm2_app: " + describe_failure(exc.app, exc.procs, exc.msg, tap))
+            raise SafeshipError("pm2_app: " + describe_failure(exc.app, exc.procs, exc.msg, tap),
+                                health=watch.results() if watch else {})
+        except HealthFailure as exc:
+            raise SafeshipError("pm2_app: app %s is broken: %s (health_checks; not waiting out the %s s of "
+                                "stable_seconds)." % (", ".join(acting), exc.msg, _seconds(p["stable_seconds"])),
+                                health=watch.results())
         finally:
             # the polls are one jlist after another: executed_commands shows one
             del self.runner.executed_commands[first_poll + 1:]
@@ -1206,3 +1249,8 @@ class Pm2App(object):
             path = os.path.join(self.home, name)
             if os.path.isfile(path) and not os.path.islink(path):
                 os.chmod(path, 0o600)
+
+
+def run(module, runner, umask=None):
+    """The pm2_app module's action. umask: the caller's, which pm2 hands on to the daemon and the apps."""
+    return Pm2App(module, runner, umask).run()

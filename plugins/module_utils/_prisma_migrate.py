@@ -8,7 +8,7 @@
   fails names the migration, the database error and how to resolve it;
 * ``generate``, ``status`` (read-only), ``resolve`` (only a migration in a failed state; idempotent),
   ``exec`` (any subcommand, destructive ones refused unless allowed);
-* DATABASE_URL and ``environment`` travel in the environment only, every value (and a URL's password,
+* DATABASE_URL and ``env`` travel in the environment only, every value (and a URL's password,
   quoted or not) masked in every returned text; each command runs in its own process group, killed
   as a whole at the timeout.
 """
@@ -19,33 +19,25 @@ __metaclass__ = type
 
 import os
 import re
-import signal
-import subprocess
 
-from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError
+from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError, deprecated_aliases
 from ansible_collections.safeship.webapp.plugins.module_utils._destructive import (
     destructive_items,
     refusal_message,
 )
-from ansible_collections.safeship.webapp.plugins.module_utils._migration_status import (
-    Redactor,
-    first_lines,
+from ansible_collections.safeship.webapp.plugins.module_utils._prisma import (
+    error_part,
     parse_prisma,
     prisma_local_migrations,
     resolve_instructions,
-    tail,
 )
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import quote_argv
-
-try:
-    from urllib.parse import unquote
-except ImportError:  # pragma: no cover - Python 2
-    from urllib import unquote
+from ansible_collections.safeship.webapp.plugins.module_utils._redact import Redactor
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandTimeout, quote_argv
+from ansible_collections.safeship.webapp.plugins.module_utils._text import first_lines, tail
 
 COMMANDS = ("deploy", "generate", "resolve", "status", "exec")
 RESOLVE_AS = ("applied", "rolled-back")
 _MIGRATION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,254}$")
-_URL_PASSWORD = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*:([^@/]+)@")
 # `migrate deploy`: "  └─ 20250101000000_create_note/" under "The following migration(s) have been applied:"
 _APPLIED_DIR = re.compile(u"^\\s*(?:\u2514\u2500|\\|_|`-)\\s*([^/\\s]+)/\\s*$", re.M)
 # P3018 (native schema engine): "Migration name: NAME", "Database error code: 23502", "Database error:\n..."
@@ -59,7 +51,6 @@ _NOTHING_TO_APPLY = re.compile(r"^No pending migrations to apply\.", re.M)
 _PRISMA_CODE = re.compile(r"^Error: (P\d{4})\b", re.M)
 _NO_SCHEMA_ENGINE = "Could not find schema-engine binary"
 _ENGINE_DOWNLOAD = re.compile(r"binaries\.prisma\.sh|Could not find (?:schema-engine|query-engine) binary")
-KILL_GRACE = 5
 # the `_prisma_migrations` fix that `prisma migrate resolve --rolled-back NAME` makes
 _ROLLED_BACK_SQL = ("UPDATE _prisma_migrations SET rolled_back_at = CURRENT_TIMESTAMP "
                     "WHERE migration_name = '%s' AND finished_at IS NULL AND rolled_back_at IS NULL;\n")
@@ -71,9 +62,10 @@ def argument_spec():
         command=dict(type="str", default="deploy", choices=list(COMMANDS)),
         prisma_binary=dict(type="path"),
         schema=dict(type="path"),
-        environment=dict(type="dict", default={}, no_log=True),
+        env=dict(type="dict", default={}, no_log=True, aliases=["environment"],
+                 deprecated_aliases=deprecated_aliases("environment")),
         database_url=dict(type="str", no_log=True),
-        timeout=dict(type="int", default=900),
+        timeout=dict(type="float", default=900.0),
         resolve_migration=dict(type="str"),
         resolve_as=dict(type="str", choices=list(RESOLVE_AS)),
         prisma_args=dict(type="list", elements="str"),
@@ -120,54 +112,22 @@ def deploy_failure(output):
     return name, reason, code
 
 
-def run_with_timeout(argv, cwd, env, timeout, data=None):
-    """(rc, combined output, timed_out). Own session; at the timeout the group gets SIGTERM, then SIGKILL."""
-    try:
-        stdin = subprocess.PIPE if data is not None else subprocess.DEVNULL
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=stdin, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)
-    except OSError as exc:
-        raise SafeshipError("cannot run %s: %s" % (argv[0], exc.strerror or exc))
-    payload = data.encode("utf-8") if data is not None else None
-    try:
-        out, _err = proc.communicate(input=payload, timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        for sig, wait in ((signal.SIGTERM, KILL_GRACE), (signal.SIGKILL, None)):
-            try:
-                os.killpg(proc.pid, sig)
-            except OSError:
-                pass
-            try:
-                out, _err = proc.communicate(timeout=wait)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        timed_out = True
-    return proc.returncode, (out or b"").decode("utf-8", "replace"), timed_out
-
-
 class PrismaMigrate(object):
-    def __init__(self, module, runner, run=run_with_timeout):
+    def __init__(self, module, runner):
         self.module = module
         self.runner = runner
         self.params = module.params
-        self._run = run
         p = self.params
-        environment = dict((str(k), "" if v is None else str(v)) for k, v in (p.get("environment") or {}).items())
+        env = dict((str(k), "" if v is None else str(v)) for k, v in (p.get("env") or {}).items())
         if p.get("database_url"):
-            environment["DATABASE_URL"] = p["database_url"]
-        secrets = list(environment.values())
-        for value in environment.values():
-            match = _URL_PASSWORD.match(value)
-            if match:
-                secrets.append(unquote(match.group(1)))
-        self.redact = Redactor(secrets)
+            env["DATABASE_URL"] = p["database_url"]
+        # every value, and the password of a URL among them (as written and decoded), is masked
+        self.redact = Redactor(env.values())
         for secret in self.redact.secrets:
             runner.add_secret(secret)
         # no colours, no update check or telemetry call from a deploy
         runner.update_env(NO_COLOR="1", FORCE_COLOR="0", PRISMA_HIDE_UPDATE_MESSAGE="1", CHECKPOINT_DISABLE="1")
-        runner.update_env(**environment)
+        runner.update_env(**env)
         self.warnings = []
 
     # ------------------------------------------------------------ plumbing
@@ -218,17 +178,16 @@ class PrismaMigrate(object):
         argv = [self.binary()] + [str(arg) for arg in args]
         for arg in argv:
             if self.redact.contains_secret(arg):
-                raise SafeshipError("refusing to run prisma: an argument holds the database URL or a value of "
-                                    "environment (secrets travel in the environment only).")
-        self.runner.executed_commands.append(quote_argv(argv))
-        rc, output, timed_out = self._run(argv, self.params["chdir"], self.runner.environ(), self.params["timeout"],
-                                          data)
-        output = self.redact(output)
-        if timed_out:
-            raise SafeshipError("%s did not finish within %s s (timeout); its process group was killed."
+                raise SafeshipError("refusing to run prisma: an argument holds the database URL or a value of env "
+                                    "(secrets travel in the environment only).")
+        try:
+            rc, output, _err = self.runner.run(argv, data=data, check=False, cwd=self.params["chdir"],
+                                               timeout=self.params["timeout"], merge_output=True)
+        except CommandTimeout as exc:
+            raise SafeshipError("%s did not finish within %g s (timeout); its process group was stopped."
                                 % (what or quote_argv(["prisma"] + list(args)[:3]), self.params["timeout"]),
-                                stdout_tail=tail(output), prisma_rc=rc)
-        return rc, output
+                                stdout_tail=tail(self.redact(exc.stdout)), prisma_rc=exc.rc)
+        return rc, self.redact(output)
 
     def _hint(self, output):
         if _ENGINE_DOWNLOAD.search(output):
@@ -352,7 +311,7 @@ class PrismaMigrate(object):
         rc, output = self.prisma(["generate"] + self._schema_args(), what="prisma generate")
         if rc != 0:
             raise SafeshipError("prisma generate failed (rc %s): %s%s" % (
-                rc, first_lines(output[output.find("Error:"):] if "Error:" in output else output),
+                rc, first_lines(error_part(output)),
                 self._hint(output)), prisma_rc=rc, stdout_tail=tail(output), **base)
         return dict(base, changed=True, prisma_rc=rc, stdout_tail=tail(output))
 
@@ -385,7 +344,7 @@ class PrismaMigrate(object):
                                      what="prisma db execute")
         if rc != 0:
             raise SafeshipError("marking migration %s as %s failed (rc %s): %s%s" % (
-                name, how, rc, first_lines(output[output.find("Error:"):] if "Error:" in output else output),
+                name, how, rc, first_lines(error_part(output)),
                 self._hint(output)), prisma_rc=rc, state=before["state"], method=method, stdout_tail=tail(output),
                 **base)
         after = self.status()
@@ -418,6 +377,11 @@ class PrismaMigrate(object):
         rc, output = self.prisma(args, what="prisma %s" % " ".join(args[:2]))
         if rc != 0:
             raise SafeshipError("prisma %s failed (rc %s): %s%s" % (
-                " ".join(args[:2]), rc, first_lines(output[output.find("Error:"):] if "Error:" in output else output),
+                " ".join(args[:2]), rc, first_lines(error_part(output)),
                 self._hint(output)), changed=True, prisma_rc=rc, stdout_tail=tail(output), **base)
         return dict(base, changed=True, prisma_rc=rc, stdout_tail=tail(output))
+
+
+def run(module, runner):
+    """The prisma_migrate module's action."""
+    return PrismaMigrate(module, runner).run()

@@ -50,7 +50,7 @@ CHANGELOG_HEADER = (
 # validation: every problem of a record in one message
 
 
-def record_argument_spec():
+def record_options():
     """Suboptions of the module's record option: types, required keys and no unknown keys are checked by Ansible;
     normalize_record() checks the rest (and everything again when used without the spec)."""
     return dict(
@@ -752,7 +752,33 @@ def record_query(params):
     return dict(changed=False, records=ordered[:count], total=len(ordered), path=path, changelog_path=changelog)
 
 
-def run(params, check_mode=False, diff=False):
+def argument_spec():
+    return dict(
+        app_root=dict(type="path"),
+        path=dict(type="path"),
+        changelog_path=dict(type="path"),
+        state=dict(type="str", choices=["present", "query"], default="present"),
+        record=dict(type="dict", options=record_options()),
+        count=dict(type="int", default=10),
+        environment=dict(type="str"),
+        app=dict(type="str"),
+    )
+
+
+REQUIRED_ONE_OF = [["app_root", "path"]]
+REQUIRED_IF = [["state", "present", ["record"]]]
+
+
+def run(module, runner=None):
+    """The deploy_record module's action (it runs no program: runner is unused). In-process callers may pass
+    the parameters alone instead of the module (no check mode, no diff)."""
+    if isinstance(module, dict):
+        return manage(module)
+    return manage(module.params, check_mode=module.check_mode, diff=module._diff)
+
+
+def manage(params, check_mode=False, diff=False):
+    """Append a record (state present) or read the last ones (state query)."""
     if params.get("state") == "query":
         return record_query(params)
     if params.get("record") is None:

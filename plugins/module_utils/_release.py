@@ -60,7 +60,7 @@ _BACKUP_NOISE = frozenset(["changed", "failed", "skipped", "msg", "rc", "duratio
 _BACKUP_FROM_MANIFEST = ("engine", "database", "label", "format", "compression", "created_at")
 
 
-def release_argument_spec():
+def argument_spec():
     return dict(
         app_root=dict(type="path", required=True),
         release_id=dict(type="str"),
@@ -84,12 +84,12 @@ def release_argument_spec():
     )
 
 
-RELEASE_REQUIRED_IF = [("state", state, ["release_id"]) for state in NEEDS_RELEASE_ID]
+REQUIRED_IF = [("state", state, ["release_id"]) for state in NEEDS_RELEASE_ID]
 
 
 def default_params(**params):
     """Module parameters with the argument spec's defaults: for calling manage() in-process."""
-    result = dict((name, spec.get("default")) for name, spec in release_argument_spec().items())
+    result = dict((name, spec.get("default")) for name, spec in argument_spec().items())
     result.update(params)
     return result
 
@@ -970,3 +970,8 @@ class Releases(object):
 def manage(params, check_mode=False, diff=False):
     """Run the release module's logic with these parameters; return its result."""
     return Releases(params, check_mode=check_mode, diff=diff).run()
+
+
+def run(module, runner=None):
+    """The release module's action (it runs no program: runner is unused)."""
+    return manage(module.params, check_mode=module.check_mode, diff=module._diff)

@@ -33,11 +33,16 @@ from ansible_collections.safeship.webapp.plugins.module_utils._common import (
     sha256_file,
     sha256_tree,
 )
-from ansible_collections.safeship.webapp.plugins.module_utils._database import connect, quote_ident
+from ansible_collections.safeship.webapp.plugins.module_utils._database import (
+    connect,
+    connection_argument_spec,
+    quote_ident,
+)
 
 
-def restore_argument_spec():
-    return dict(
+def argument_spec():
+    spec = connection_argument_spec(database_required=False)
+    spec.update(
         src=dict(type="path"),
         latest_in=dict(type="path"),
         label=dict(type="str"),
@@ -48,6 +53,7 @@ def restore_argument_spec():
         maintenance_db=dict(type="str", default="postgres"),
         no_owner=dict(type="bool", default=False),
     )
+    return spec
 
 
 def load_backup(src):
@@ -69,9 +75,9 @@ def load_backup(src):
     return backup_path, manifest
 
 
-RESTORE_MUTUALLY_EXCLUSIVE = [("src", "latest_in"), ("drill", "force")]
-RESTORE_REQUIRED_ONE_OF = [("target_database", "database"), ("src", "latest_in")]
-RESTORE_REQUIRED_BY = {"label": ("latest_in",)}
+MUTUALLY_EXCLUSIVE = [("src", "latest_in"), ("drill", "force")]
+REQUIRED_ONE_OF = [("target_database", "database"), ("src", "latest_in")]
+REQUIRED_BY = {"label": ("latest_in",)}
 
 
 def latest_backup(directory, engine, label=None):
@@ -350,3 +356,8 @@ class Restore(object):
             raise SafeshipError("the restored %s does not match the backup's manifest: %s."
                                 % (self.engine.where(), "; ".join(wrong)), tables=actual)
         return actual
+
+
+def run(module, runner):
+    """The db_restore module's action."""
+    return Restore(module, runner).run()

@@ -5,13 +5,15 @@
 
 * tenants from a list or from a SQL query on the central database (through _database, no driver);
 * the command is an argv template ({tenant}, {database}; {tenants}, {databases} for batches), no shell;
-* a dynamic work queue of ``concurrency`` threads, each running one child process (in its own
-  process group, killed as a whole at the timeout); canaries first, alone; max_failures stops new work;
+* a dynamic work queue of ``concurrency`` threads, each running one child process through the module's
+  command runner (in its own process group, stopped as a whole at the timeout); canaries first, alone;
+  max_failures stops new work;
   a failed batch is retried tenant by tenant so the failure is pinned on the right tenant;
 * a state file (written atomically after every finished command) to follow a run and to resume it;
 * an optional read-only "up to date" check of every tenant's migrations table against the migration
-  files (MySQL: one client process; PostgreSQL: ``concurrency`` psql processes reading a script);
-* destructive commands refused unless allowed (_destructive); env values never returned.
+  files (the engine's applied_migrations, _database);
+* destructive commands refused unless allowed (_destructive); env values never returned; every command
+  that ran is in executed_commands.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -23,22 +25,22 @@ import hashlib
 import json
 import os
 import re
-import signal
 import string
-import subprocess
 import threading
 import time
 
 from ansible_collections.safeship.webapp.plugins.module_utils._common import (
     SafeshipError,
     check_database_name,
+    deprecated_aliases,
     iso,
     read_json,
     utc_now,
     write_json_atomic,
 )
 from ansible_collections.safeship.webapp.plugins.module_utils._database import (
-    MysqlEngine,
+    ENGINES,
+    check_plain_table,
     connect,
     connection_argument_spec,
 )
@@ -46,37 +48,36 @@ from ansible_collections.safeship.webapp.plugins.module_utils._destructive impor
     destructive_items,
     refusal_message,
 )
-from ansible_collections.safeship.webapp.plugins.module_utils._migration_status import Redactor
+from ansible_collections.safeship.webapp.plugins.module_utils._laravel import migration_files
+from ansible_collections.safeship.webapp.plugins.module_utils._redact import Redactor
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandTimeout
+from ansible_collections.safeship.webapp.plugins.module_utils._text import tail
 
 SINGLE = ("tenant", "database")
 BATCH = ("tenants", "databases")
 TAIL_LINES = 20
 TAIL_BYTES = 2048
-KILL_GRACE = 5
 _TENANT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-_OK_MARK = "@@safeship-ok"
-_TENANT_MARK = "@@safeship-tenant "
-_MYSQL_EMPTY = "SELECT 1 FROM DUAL WHERE FALSE"
 
 
 def argument_spec():
     spec = connection_argument_spec(database_required=False)
     # The connection is only needed for tenants_query and skip_up_to_date (required_if below).
-    spec["engine"] = dict(type="str", choices=["postgresql", "mysql"])
+    spec["engine"] = dict(type="str", choices=list(ENGINES))
     spec.update(
         tenants=dict(type="list", elements="raw"),
         tenants_query=dict(type="str"),
         database_template=dict(type="str", default="{tenant}"),
         command=dict(type="list", elements="str", required=True),
-        env=dict(type="dict", default={}, no_log=True, aliases=["environment"]),
+        env=dict(type="dict", default={}, no_log=True, aliases=["environment"],
+                 deprecated_aliases=deprecated_aliases("environment")),
         chdir=dict(type="path"),
         concurrency=dict(type="int", default=4),
         batch_size=dict(type="int", default=1),
         batch_separator=dict(type="str", default=","),
         canary=dict(type="int", default=0),
         max_failures=dict(type="int"),
-        timeout=dict(type="int"),
+        timeout=dict(type="float"),
         state_file=dict(type="path"),
         rerun_all=dict(type="bool", default=False),
         skip_up_to_date=dict(type="bool", default=False),
@@ -180,7 +181,18 @@ def check_tenant_id(tenant_id):
     return tenant_id
 
 
-def tenants_from_list(items, database_template):
+def check_tenant_database(database, tenant_id, engine=None):
+    """A tenant's database: a name, or with engine sqlite the absolute path of its file."""
+    what = "database of tenant %s" % tenant_id
+    if engine == "sqlite":
+        if not isinstance(database, str) or not os.path.isabs(database) or "\n" in database:
+            raise SafeshipError("%s %r must be the absolute path of a SQLite file with engine sqlite."
+                                % (what, database))
+        return os.path.normpath(database)
+    return check_database_name(database, what)
+
+
+def tenants_from_list(items, database_template, engine=None):
     tenants = []
     for item in items:
         if isinstance(item, dict):
@@ -196,11 +208,11 @@ def tenants_from_list(items, database_template):
         else:
             raise SafeshipError("tenants: each entry is a tenant id or a dict with 'id' and 'database'; got %r."
                                 % (item,))
-        tenants.append(Tenant(tenant_id, check_database_name(database, "database of tenant %s" % tenant_id)))
+        tenants.append(Tenant(tenant_id, check_tenant_database(database, tenant_id, engine)))
     return check_duplicates(tenants)
 
 
-def tenants_from_rows(rows, database_template):
+def tenants_from_rows(rows, database_template, engine=None):
     tenants = []
     for row in rows:
         if not row or len(row) > 2:
@@ -208,7 +220,7 @@ def tenants_from_rows(rows, database_template):
                                 "columns." % len(row or ()))
         tenant_id = check_tenant_id(row[0])
         database = row[1] if len(row) == 2 and row[1] else database_template.format(tenant=tenant_id)
-        tenants.append(Tenant(tenant_id, check_database_name(database, "database of tenant %s" % tenant_id)))
+        tenants.append(Tenant(tenant_id, check_tenant_database(database, tenant_id, engine)))
     return check_duplicates(tenants)
 
 
@@ -265,55 +277,6 @@ class Masker(object):
 
     def contains_secret(self, text):
         return self._static.contains_secret(text)
-
-
-def output_tail(text, lines=TAIL_LINES, limit=TAIL_BYTES):
-    kept = "\n".join((text or "").rstrip().splitlines()[-lines:])
-    if len(kept) > limit:
-        kept = "..." + kept[-limit:]
-    return kept
-
-
-# ---------------------------------------------------------------- running one command
-
-
-def run_process(argv, cwd, env, timeout):
-    """Run argv (own process group) -> dict(rc, output, timed_out, duration). At the timeout the whole
-    group gets SIGTERM, then SIGKILL after a short grace."""
-    started = time.time()
-    try:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)
-    except OSError as exc:
-        return dict(rc=127, output="cannot run %s: %s" % (argv[0], exc.strerror or exc), timed_out=False,
-                    duration=time.time() - started)
-    timed_out = False
-    try:
-        out, _err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _killpg(proc.pid, signal.SIGTERM)
-        try:
-            out, _err = proc.communicate(timeout=KILL_GRACE)
-        except subprocess.TimeoutExpired:
-            out = b""
-        _killpg(proc.pid, signal.SIGKILL)
-        if proc.returncode is None:
-            try:
-                more, _err = proc.communicate(timeout=KILL_GRACE)
-                out = (out or b"") + (more or b"")
-            except subprocess.TimeoutExpired:  # pragma: no cover - a child that left the group keeps the pipe
-                proc.kill()
-                proc.wait()
-    return dict(rc=proc.returncode, output=(out or b"").decode("utf-8", "replace"), timed_out=timed_out,
-                duration=time.time() - started)
-
-
-def _killpg(pgid, sig):
-    try:
-        os.killpg(pgid, sig)
-    except OSError:
-        pass
 
 
 # ---------------------------------------------------------------- the work queue
@@ -465,136 +428,19 @@ class _Retry(list):
 # ---------------------------------------------------------------- the up-to-date check
 
 
-def migration_files(chdir, paths):
-    names = set()
-    for path in paths:
-        folder = path if os.path.isabs(path) else os.path.join(chdir, path)
-        if not os.path.isdir(folder):
-            raise SafeshipError("migrations_path %s is not a directory (relative paths are taken from chdir "
-                                "%s)." % (folder, chdir))
-        names.update(name[:-4] for name in os.listdir(folder)
-                     if name.endswith(".php") and os.path.isfile(os.path.join(folder, name)))
-    return sorted(names)
-
-
-def mysql_check_script(databases, table):
-    """One script for the mariadb/mysql client: which tenant databases have the table (T rows), then
-    every applied migration of all of them in one UNION ALL (M rows)."""
-    in_list = ", ".join("'%s'" % check_database_name(db) for db in databases)
-    where = ("FROM information_schema.tables WHERE table_name = '%s' AND table_type = 'BASE TABLE' "
-             "AND table_schema IN (%s)" % (table, in_list))
-    return "\n".join([
-        "SET SESSION group_concat_max_len = 1073741824;",
-        "SELECT 'T', table_schema %s;" % where,
-        "SELECT GROUP_CONCAT(CONCAT('SELECT ''M'', ', QUOTE(table_schema), ', `migration` FROM `', table_schema, "
-        "'`.`%s`') SEPARATOR ' UNION ALL ') INTO @safeship_q %s;" % (table, where),
-        "SET @safeship_q = COALESCE(@safeship_q, '%s');" % _MYSQL_EMPTY,
-        "PREPARE safeship_s FROM @safeship_q;",
-        "EXECUTE safeship_s;",
-        "DEALLOCATE PREPARE safeship_s;",
-    ]) + "\n"
-
-
-def parse_mysql_check(output):
-    """-> {database: [applied migrations]} for the databases that have the table."""
-    applied = {}
-    for line in output.splitlines():
-        cells = line.split("\t")
-        if cells[0] == "T" and len(cells) == 2:
-            applied.setdefault(cells[1], [])
-        elif cells[0] == "M" and len(cells) == 3:
-            applied.setdefault(cells[1], []).append(cells[2])
-    return applied
-
-
-def psql_check_script(databases, table):
-    lines = []
-    for database in databases:
-        lines.append("\\echo '%s%s'" % (_TENANT_MARK, check_database_name(database)))
-        lines.append("\\connect %s" % database)
-        lines.append("SELECT '%s' UNION ALL SELECT migration FROM \"%s\";" % (_OK_MARK, table))
-    return "\n".join(lines) + "\n"
-
-
-def parse_psql_check(output):
-    """-> {database: [applied]} for the databases whose query succeeded (the ok marker was printed)."""
-    found = {}
-    current = None
-    rows = []
-    ok = False
-
-    def flush():
-        if current is not None and ok:
-            found[current] = rows
-
-    for line in output.splitlines():
-        if line.startswith(_TENANT_MARK):
-            flush()
-            current, rows, ok = line[len(_TENANT_MARK):].strip(), [], False
-        elif line == _OK_MARK:
-            ok = True
-        elif current is not None and line:
-            rows.append(line)
-    flush()
-    return found
-
-
-def _spawn(argv, env, data):
-    proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            close_fds=True)
-    return proc, data
-
-
 def check_up_to_date(params, runner, tenants, files, concurrency, warn):
     """{tenant id: list of pending migrations} for every tenant whose check succeeded; a tenant whose
     database or table is missing (or whose check failed) is absent, so it runs."""
-    table = params["migrations_table"]
-    if not _TABLE.match(table or ""):
-        raise SafeshipError("migrations_table %r is not a valid table name." % (table,))
+    table = check_plain_table(params["migrations_table"], "migrations_table")
     if not tenants:
         return {}
     databases = sorted(set(t.database for t in tenants))
-    engine = connect(params, runner, database=params.get("database") or databases[0])
-    env = runner.environ()
-    applied = {}
-    if isinstance(engine, MysqlEngine):
-        argv = engine.client_argv(with_database=False)
-        argv.append("--skip-reconnect")
-        proc, data = _spawn(argv, env, mysql_check_script(databases, table))
-        out, err = proc.communicate(data.encode("utf-8"))
-        if proc.returncode != 0:
-            warn("the up-to-date check failed (every tenant runs): %s"
-                 % engine.error(err.decode("utf-8", "replace"), proc.returncode).msg)
-            return {}
-        applied = parse_mysql_check(out.decode("utf-8", "replace"))
-    else:
-        initial = params.get("database") or "postgres"
-        argv = [engine.binary("psql"), "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=0"] + engine.conn_args() + [
-            "-d", initial, "-f", "-"]
-        groups = [databases[n::concurrency] for n in range(min(concurrency, len(databases)))]
-        procs = [_spawn(argv, env, psql_check_script(group, table)) for group in groups]
-        outputs = [None] * len(procs)
-        errors = []
-
-        def collect(index):
-            proc, data = procs[index]
-            out, err = proc.communicate(data.encode("utf-8"))
-            outputs[index] = out.decode("utf-8", "replace")
-            if not outputs[index]:
-                # not even the first marker: psql could not start or connect to the initial database. A tenant
-                # that cannot be read (no database, no table) is simply not in the output: it runs.
-                errors.append(err.decode("utf-8", "replace"))
-
-        threads = [threading.Thread(target=collect, args=(n,)) for n in range(len(procs))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        for output in outputs:
-            applied.update(parse_psql_check(output or ""))
-        if errors:
-            warn("the up-to-date check failed for some tenants (they run): %s"
-                 % engine.error(errors[0], None, None, initial).msg.strip())
+    # where the check connects first: the central database, or one that always exists
+    initial = params.get("database") or {"postgresql": "postgres"}.get(params["engine"], databases[0])
+    engine = connect(params, runner, database=initial)
+    applied, problems = engine.applied_migrations(databases, table, concurrency)
+    if problems:
+        warn("the up-to-date check failed for some tenants (they run): %s" % problems[0])
     pending = {}
     for tenant in tenants:
         if tenant.database in applied:
@@ -670,14 +516,13 @@ class StateFile(object):
 
 
 class TenantMigrate(object):
-    def __init__(self, module, runner, run=run_process):
+    def __init__(self, module, runner):
         self.module = module
         self.runner = runner
+        # the database queries get a runner of their own: PGPASSWORD & co. must not reach the tenants' commands
+        self.db_runner = runner.derive()
         self.params = module.params
-        self._run = run
         self.warnings = []
-        # taken before any database connection adds PGPASSWORD & co. to the runner's environment
-        self.base_env = runner.environ()
 
     def warn(self, text):
         self.warnings.append(text)
@@ -697,7 +542,7 @@ class TenantMigrate(object):
         if p.get("max_failures") is not None and p["max_failures"] < 0:
             raise SafeshipError("max_failures must be 0 or more, not %d." % p["max_failures"])
         if p.get("timeout") is not None and p["timeout"] <= 0:
-            raise SafeshipError("timeout must be a positive number of seconds, not %d." % p["timeout"])
+            raise SafeshipError("timeout must be a positive number of seconds, not %g." % p["timeout"])
         if p["batch_size"] > 1 and not p["batch_separator"]:
             raise SafeshipError("batch_separator cannot be empty.")
         env = p.get("env") or {}
@@ -741,32 +586,42 @@ class TenantMigrate(object):
     def _tenants(self):
         p = self.params
         if p.get("tenants") is not None:
-            return tenants_from_list(p["tenants"], p["database_template"])
-        engine = connect(p, self.runner)
+            return tenants_from_list(p["tenants"], p["database_template"], p.get("engine"))
+        engine = connect(p, self.db_runner)
         try:
             rows = engine.query(p["tenants_query"])
         except SafeshipError as exc:
             raise SafeshipError("tenants_query failed: %s" % exc.msg, **exc.details)
-        return tenants_from_rows(rows, p["database_template"])
+        return tenants_from_rows(rows, p["database_template"], p.get("engine"))
 
     # -- running one unit
 
     def _environment(self, unit, batch):
-        env = dict(self.base_env)
-        env["NO_COLOR"] = "1"
+        """What the unit's command gets on top of the module's environment: NO_COLOR and env, rendered."""
+        env = {"NO_COLOR": "1"}
         for key, value in (self.params.get("env") or {}).items():
             env[str(key)] = render("" if value is None else str(value), unit, batch, self.params["batch_separator"])
         return env
 
     def run_unit(self, unit, batch):
+        """Run the command for one unit -> dict(rc, output, timed_out, duration); a command that cannot start
+        is rc 127, one that runs past timeout is stopped with its whole process group."""
         p = self.params
         sep = p["batch_separator"]
         argv = [render(arg, unit, batch, sep) for arg in p["command"]]
         if "{" not in p["command"][0]:
             argv[0] = self.argv0
-        outcome = self._run(argv, p.get("chdir"), self._environment(unit, batch), p.get("timeout"))
-        outcome["output"] = output_tail(self.masker.for_unit(unit, batch, sep)(outcome["output"]))
-        return outcome
+        started = time.time()
+        timed_out = False
+        try:
+            rc, output, _err = self.runner.run(argv, check=False, cwd=p.get("chdir"), env=self._environment(unit, batch),
+                                               timeout=p.get("timeout"), merge_output=True)
+        except CommandTimeout as exc:
+            rc, output, timed_out = exc.rc, exc.stdout, True
+        except SafeshipError as exc:  # the program could not be started
+            rc, output = 127, exc.msg
+        output = tail(self.masker.for_unit(unit, batch, sep)(output), TAIL_LINES, TAIL_BYTES)
+        return dict(rc=rc, output=output, timed_out=timed_out, duration=time.time() - started)
 
     # -- the whole run
 
@@ -782,9 +637,9 @@ class TenantMigrate(object):
         skipped = dict((tid, "ok in state file") for tid in preserved)
         pending = {}
         if p["skip_up_to_date"]:
-            files = migration_files(p["chdir"], p["migrations_path"])
+            files = migration_files(p["migrations_path"], p["chdir"], "migrations_path")
             candidates = [t for t in tenants if t.id not in skipped]
-            pending = check_up_to_date(p, self.runner, candidates, files, p["concurrency"], self.warn)
+            pending = check_up_to_date(p, self.db_runner, candidates, files, p["concurrency"], self.warn)
             for tenant in candidates:
                 if tenant.id in pending and not pending[tenant.id]:
                     skipped[tenant.id] = "up to date"
@@ -874,7 +729,7 @@ class TenantMigrate(object):
         names = []
         for r in failed[:10]:
             if r["status"] == "timeout":
-                names.append("%s (timed out after %s s)" % (r["tenant"], self.params.get("timeout")))
+                names.append("%s (timed out after %g s)" % (r["tenant"], self.params["timeout"]))
             else:
                 names.append("%s (exit %s)" % (r["tenant"], r["rc"]))
         if len(failed) > 10:
@@ -886,3 +741,8 @@ class TenantMigrate(object):
         msg += ". See results for each tenant's output_tail; fix them and run again (with state_file, only the " \
                "tenants that did not succeed run)."
         return self.masker(msg)
+
+
+def run(module, runner):
+    """The tenant_migrate module's action."""
+    return TenantMigrate(module, runner).run()

@@ -279,16 +279,13 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.safeship.webapp.plugins.module_utils._backup import Backup, backup_argument_spec
-from ansible_collections.safeship.webapp.plugins.module_utils._database import connect, connection_argument_spec
-from ansible_collections.safeship.webapp.plugins.module_utils._module import run_database_module
+from ansible_collections.safeship.webapp.plugins.module_utils._backup import argument_spec, run
+from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
 
 
 def main():
-    argument_spec = connection_argument_spec()
-    argument_spec.update(backup_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    run_database_module(module, lambda runner: Backup(module, connect(module.params, runner), runner).run())
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

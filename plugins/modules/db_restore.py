@@ -233,24 +233,25 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.safeship.webapp.plugins.module_utils._database import connection_argument_spec
-from ansible_collections.safeship.webapp.plugins.module_utils._module import run_database_module
+from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
 from ansible_collections.safeship.webapp.plugins.module_utils._restore import (
-    RESTORE_MUTUALLY_EXCLUSIVE,
-    RESTORE_REQUIRED_BY,
-    RESTORE_REQUIRED_ONE_OF,
-    Restore,
-    restore_argument_spec,
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_BY,
+    REQUIRED_ONE_OF,
+    argument_spec,
+    run,
 )
 
 
 def main():
-    argument_spec = connection_argument_spec(database_required=False)
-    argument_spec.update(restore_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
-                           mutually_exclusive=RESTORE_MUTUALLY_EXCLUSIVE, required_one_of=RESTORE_REQUIRED_ONE_OF,
-                           required_by=RESTORE_REQUIRED_BY)
-    run_database_module(module, lambda runner: Restore(module, runner).run())
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_one_of=REQUIRED_ONE_OF,
+        required_by=REQUIRED_BY,
+        supports_check_mode=True,
+    )
+    run_module(module, run)
 
 
 if __name__ == "__main__":

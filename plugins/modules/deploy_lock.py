@@ -30,7 +30,7 @@ description:
   - Next to the lock the module keeps an empty file C(.<name>.guard) that it locks (flock) for the milliseconds it
     takes to replace or remove the lock file; it is not a lock anyone holds and may stay.
   - The lock file stores the sha256 of the token, not the token, and is readable by everyone (mode 0644) so anyone
-    can see who holds the lock.
+    who can enter its directory can see who holds the lock.
 author:
   - safeship.webapp developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -38,8 +38,11 @@ extends_documentation_fragment:
 options:
   path:
     description:
-      - The lock file, for instance C(/srv/app/.safeship/deploy.lock). Its directory is created (mode 0755) when
-        missing, provided that directory's parent exists.
+      - The lock file, for instance C(/srv/app/.safeship/deploy.lock).
+      - When acquiring, missing directories of the path are created, top down; the lock's own directory with mode
+        0750, any missing one above it with mode 0755 (as M(safeship.webapp.release) creates an application root,
+        so the web server's user can still enter it). Directories that exist are left as they are. In check mode
+        nothing is created; RV(created_directories) says what would be.
     type: path
     required: true
   state:
@@ -277,31 +280,33 @@ stale:
   type: list
   elements: str
   sample: ["its process 40001 is no longer running on app1"]
+created_directories:
+  description:
+    - The directories of O(path) that were missing and were created, top down (in check mode, that would be
+      created). Empty when releasing.
+  returned: success
+  type: list
+  elements: str
+  sample: [/srv/app, /srv/app/.safeship]
+executed_commands:
+  description:
+    - The commands the module ran, as every module of the collection returns them; always empty, this module runs
+      no program.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.safeship.webapp.plugins.module_utils import _lock
+from ansible_collections.safeship.webapp.plugins.module_utils._lock import argument_spec, run
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            path=dict(type="path", required=True),
-            state=dict(type="str", choices=["acquired", "released"], default="acquired"),
-            owner=dict(type="str"),
-            reason=dict(type="str"),
-            playbook=dict(type="str"),
-            ttl=dict(type="raw"),
-            pid=dict(type="int"),
-            token=dict(type="str", no_log=False),
-            break_stale=dict(type="bool", default=False),
-            force=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
-    run_module(module, lambda: _lock.run(module.params, check_mode=module.check_mode, diff=module._diff))
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -278,31 +278,35 @@ problems:
   type: list
   elements: str
   sample: ["deploy_id is required", "downtime_seconds must be a number >= 0 (got -1)"]
+executed_commands:
+  description:
+    - The commands the module ran, as every module of the collection returns them; always empty, this module runs
+      no program.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.safeship.webapp.plugins.module_utils import _record
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
+from ansible_collections.safeship.webapp.plugins.module_utils._record import (
+    REQUIRED_IF,
+    REQUIRED_ONE_OF,
+    argument_spec,
+    run,
+)
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            app_root=dict(type="path"),
-            path=dict(type="path"),
-            changelog_path=dict(type="path"),
-            state=dict(type="str", choices=["present", "query"], default="present"),
-            record=dict(type="dict", options=_record.record_argument_spec()),
-            count=dict(type="int", default=10),
-            environment=dict(type="str"),
-            app=dict(type="str"),
-        ),
-        required_one_of=[["app_root", "path"]],
-        required_if=[["state", "present", ["record"]]],
+        argument_spec=argument_spec(),
+        required_one_of=REQUIRED_ONE_OF,
+        required_if=REQUIRED_IF,
         supports_check_mode=True,
     )
-    run_module(module, lambda: _record.run(module.params, check_mode=module.check_mode, diff=module._diff))
+    run_module(module, run)
 
 
 if __name__ == "__main__":

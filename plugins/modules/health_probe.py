@@ -43,6 +43,7 @@ author:
   - safeship.webapp developers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - safeship.webapp.http
 options:
   url:
     description:
@@ -116,12 +117,16 @@ options:
         other request) fails with V(2) or more, where V(1) may let it through.
     type: int
     default: 1
-  timeout:
+  fail_fast_statuses:
     description:
-      - Seconds each request may take to connect and each read may wait for data. A server slower than this
-        fails the attempt with C(no response from host:port within N s (timeout)).
-    type: float
-    default: 10
+      - HTTP statuses that end the probe at once as failed, without the remaining retries, when a reply of the
+        readiness check or of a step has one of them (and it is not in that request's O(status_code)). The
+        message names the URL, the status and the start of the body (secrets masked).
+      - For example V(500) to V(599) after a release said it is ready - an application that answers 5xx then is
+        broken, waiting will not mend it. Connection errors and other statuses are retried as usual.
+    type: list
+    elements: int
+    default: []
   max_latency_ms:
     description:
       - Latency budget in milliseconds for the p95 of the latency sample (see O(samples)). Above it the task fails,
@@ -134,17 +139,6 @@ options:
       - Defaults to V(10) when O(max_latency_ms) is set, otherwise to V(0). With V(0), RV(latency) is computed over
         the passing streak of the readiness check.
     type: int
-  validate_certs:
-    description:
-      - Verify the server's TLS certificate for C(https://) URLs. Prefer O(ca_path) for a private CA over turning
-        this off.
-    type: bool
-    default: true
-  ca_path:
-    description:
-      - PEM file with the CA certificate(s) to trust for C(https://) URLs (for example a self-signed certificate or
-        a private CA).
-    type: path
   follow_redirects:
     description:
       - V(none) reports a redirect as its 3xx status (and where it points); V(safe) follows redirects of GET and
@@ -299,6 +293,13 @@ EXAMPLES = r"""
     delay: 2
     consecutive_successes: 3
     timeout: 5
+
+- name: The release said it is ready; a 5xx answer now fails at once instead of after 30 retries
+  safeship.webapp.health_probe:
+    url: http://127.0.0.1:8080/health
+    retries: 30
+    delay: 1
+    fail_fast_statuses: "{{ range(500, 600) | list }}"
 
 - name: Latency budget - p95 of 20 requests under 300 ms
   safeship.webapp.health_probe:
@@ -463,23 +464,35 @@ msg:
   returned: always
   type: str
   sample: "GET http://127.0.0.1:8080/health healthy (status 200) after 3 attempts; 2 steps passed"
+executed_commands:
+  description:
+    - The commands the module ran, as every module of the collection returns them; always empty, this module runs
+      no program.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.safeship.webapp.plugins.module_utils._health import (
-    HEALTH_MUTUALLY_EXCLUSIVE,
-    HEALTH_REQUIRED_ONE_OF,
-    health_argument_spec,
-    run_health_probe,
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_ONE_OF,
+    argument_spec,
+    run,
 )
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
 
 
 def main():
-    module = AnsibleModule(argument_spec=health_argument_spec(), mutually_exclusive=HEALTH_MUTUALLY_EXCLUSIVE,
-                           required_one_of=HEALTH_REQUIRED_ONE_OF, supports_check_mode=True)
-    run_module(module, lambda: run_health_probe(module))
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_one_of=REQUIRED_ONE_OF,
+        supports_check_mode=True,
+    )
+    run_module(module, run)
 
 
 if __name__ == "__main__":

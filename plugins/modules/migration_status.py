@@ -26,7 +26,7 @@ description:
     and any output this module does not know).
   - B(Any tool.) With O(tool=command), runs O(command) and takes every output line matching O(pending_regex) as a
     pending migration; a non-zero exit code is V(error).
-  - B(Secrets.) O(environment) (database credentials, C(DATABASE_URL)) is passed in the environment of the command,
+  - B(Secrets.) O(env) (database credentials, C(DATABASE_URL)) is passed in the environment of the command,
     never in its arguments; every value of it (and the password inside a URL value) is masked as C(********) in
     every returned text.
 author:
@@ -45,7 +45,7 @@ options:
       - The application (release) directory the command runs in. For O(tool=laravel) it must hold C(artisan).
     type: path
     required: true
-  environment:
+  env:
     description:
       - Variables added to the command's environment, for example C(DB_PASSWORD) or C(DATABASE_URL). For Laravel,
         real environment variables win over the release's C(.env).
@@ -53,8 +53,11 @@ options:
         does the same for this no_log option), in migration names and RV(stdout_tail) too. Keep non-secret
         settings that are common words or numbers (a port, V(pgsql)) in the application's own configuration
         (C(.env)) rather than here.
+      - The alias O(environment) is deprecated and will be removed in 2.0.0; in this collection O(environment)
+        names the deploy environment (as in M(safeship.webapp.notify)), O(env) is always process variables.
     type: dict
     default: {}
+    aliases: [environment]
   php_binary:
     description:
       - PHP interpreter for O(tool=laravel), a name looked up in C(PATH) or a path.
@@ -94,8 +97,9 @@ options:
     type: str
   timeout:
     description:
-      - Seconds the status command may run; then it is killed and RV(state) is V(error).
-    type: int
+      - Seconds the status command may run (fractions allowed); then its whole process group is stopped (SIGTERM,
+        then SIGKILL 5 seconds later) and RV(state) is V(error).
+    type: float
     default: 300
   fail_on:
     description:
@@ -124,7 +128,7 @@ EXAMPLES = r"""
   safeship.webapp.migration_status:
     tool: laravel
     chdir: "{{ release_path }}"
-    environment:
+    env:
       DB_PASSWORD: "{{ vault_db_password }}"
   register: central
 
@@ -140,7 +144,7 @@ EXAMPLES = r"""
     tool: laravel
     chdir: "{{ release_path }}"
     artisan_args: [--path=database/migrations/tenant]
-    environment:
+    env:
       DB_DATABASE: tenant_acme
       DB_PASSWORD: "{{ vault_db_password }}"
 
@@ -148,7 +152,7 @@ EXAMPLES = r"""
   safeship.webapp.migration_status:
     tool: prisma
     chdir: /srv/api/current
-    environment:
+    env:
       DATABASE_URL: "{{ vault_database_url }}"
     fail_on: [error, failed, drift]
   register: prisma_status
@@ -228,16 +232,13 @@ executed_commands:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.safeship.webapp.plugins.module_utils._migration_status import (
-    REQUIRED_IF, MigrationStatus, argument_spec)
+from ansible_collections.safeship.webapp.plugins.module_utils._migration_status import REQUIRED_IF, argument_spec, run
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), required_if=REQUIRED_IF, supports_check_mode=True)
-    runner = CommandRunner(module)
-    run_module(module, MigrationStatus(module, runner).run, runner=runner)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

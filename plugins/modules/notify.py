@@ -20,7 +20,7 @@ description:
   - The webhook URL is a secret (Slack and Mattermost carry the token in its path, Teams Workflows in its query
     string). It is never shown; warnings, errors and RV(endpoint) show only C(scheme://host[:port]/…).
   - Transient problems (connection errors, timeouts, closed connections, HTTP 5xx, 408, 429) are retried
-    O(retries) times, waiting O(retry_delay) seconds and doubling the wait after each attempt (at most 30 s;
+    O(retries) times, waiting O(delay) seconds and doubling the wait after each attempt (at most 30 s;
     a 429 answer's C(Retry-After) is honoured up to 30 s). Other 4xx answers are not retried. Redirects are
     not followed.
   - "The message is made of a headline built from O(event), O(app), O(version) and O(environment) (for example
@@ -37,6 +37,7 @@ author:
   - safeship.webapp developers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - safeship.webapp.http
 options:
   service:
     description:
@@ -125,25 +126,18 @@ options:
         value is masked. Put only what the endpoint needs here.
     type: dict
     default: {}
-  timeout:
-    description: Seconds to wait for the connection and for each read of the answer.
-    type: int
-    default: 10
   retries:
     description: How many times to try again after a transient failure (so at most O(retries) + 1 requests).
     type: int
     default: 2
-  retry_delay:
-    description: Seconds to wait before the first retry; doubled before each next one (at most 30).
+  delay:
+    description:
+      - Seconds to wait before the first retry; doubled before each next one (at most 30).
+      - The alias O(retry_delay) is deprecated and will be removed in 2.0.0 (O(retries) and O(delay) are the names
+        every module of the collection that retries uses).
     type: float
     default: 1.0
-  validate_certs:
-    description: Verify the endpoint's TLS certificate. Only set V(false) for a test endpoint.
-    type: bool
-    default: true
-  ca_path:
-    description: PEM file of the certificate authorities to trust for the endpoint (a private CA).
-    type: path
+    aliases: [retry_delay]
   fail_on_error:
     description:
       - Fail the task when the message cannot be delivered, instead of warning.
@@ -307,22 +301,25 @@ error:
   returned: when the message was not sent (not in a successful check mode run)
   type: str
   sample: "HTTP 500 Internal Server Error: upstream failed (after 3 attempts)"
+executed_commands:
+  description:
+    - The commands the module ran, as every module of the collection returns them; always empty, this module runs
+      no program.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
-from ansible_collections.safeship.webapp.plugins.module_utils._notify import (
-    NOTIFY_REQUIRED_IF,
-    notify_argument_spec,
-    run_notify,
-)
+from ansible_collections.safeship.webapp.plugins.module_utils._notify import REQUIRED_IF, argument_spec, run
 
 
 def main():
-    module = AnsibleModule(argument_spec=notify_argument_spec(), required_if=NOTIFY_REQUIRED_IF,
-                           supports_check_mode=True)
-    run_module(module, lambda: run_notify(module))
+    module = AnsibleModule(argument_spec=argument_spec(), required_if=REQUIRED_IF, supports_check_mode=True)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -156,14 +156,60 @@ options:
     type: path
   wait_online_timeout:
     description:
-      - Seconds to wait, after a start, reload or restart, until every instance is online and stable.
-    type: int
+      - Seconds to wait, after a start, reload or restart, until every instance is online and stable (and every
+        one of O(health_checks) has passed). Fractions are allowed.
+    type: float
     default: 60
   stable_seconds:
     description:
-      - Seconds the restart counts must stay unchanged, with every instance online, before the app counts as up.
+      - The stability window. Seconds the restart counts must stay unchanged, with every instance online, before
+        the app counts as up.
     type: float
     default: 2.0
+  health_checks:
+    description:
+      - HTTP checks of the app, probed again and again (with C(GET)) once every instance is online after a start,
+        reload or restart, for as long as the module waits out O(stable_seconds).
+      - The first answer with a 5xx status (not listed in its O(health_checks[].status_code)) fails the task at
+        once, naming the app, the URL, the status and the start of the body, without waiting out the window (an
+        app that said it is ready and answers 5xx is broken).
+      - The task succeeds when the window has passed and each check has answered as expected at least once.
+        A check that has not passed yet (connection refused, another status, a JSON value that differs) is
+        probed past the window, up to O(wait_online_timeout).
+      - Not probed in check mode, nor when nothing was started, reloaded or restarted. Only with O(state=started),
+        O(state=reloaded) or O(state=restarted). What was probed is in RV(health).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      url:
+        description:
+          - The URL to C(GET), for example V(http://127.0.0.1:3000/health). Each URL once.
+        type: str
+        required: true
+      status_code:
+        description:
+          - Statuses that count as the expected answer.
+        type: list
+        elements: int
+        default: [200]
+      json_expect:
+        description:
+          - Values the JSON answer must have, as a mapping of dotted path to value, compared as in
+            M(safeship.webapp.health_probe)'s O(safeship.webapp.health_probe#module:json_expect) (JSON types
+            included, so quote a version).
+        type: dict
+        default: {}
+      headers:
+        description:
+          - Request headers, for example C(Host). Their values are hidden in the output (no_log).
+        type: dict
+        default: {}
+      timeout:
+        description:
+          - Seconds one request may take.
+        type: float
+        default: 5
   save:
     description:
       - Run C(pm2 save --force) after a change (not when nothing changed, not in check mode), so the apps come back
@@ -238,6 +284,19 @@ EXAMPLES = r"""
   ansible.builtin.assert:
     that:
       - reload.pids_after['shop-api'] | intersect(reload.pids_before['shop-api']) | length == 0
+
+- name: Reload, and fail at once if the new release answers its health check with a 5xx
+  safeship.webapp.pm2_app:
+    ecosystem: /srv/shop/shared/ecosystem.config.js
+    name: shop-api
+    state: reloaded
+    stable_seconds: 5
+    health_checks:
+      - url: http://127.0.0.1:3000/health
+        json_expect:
+          status: ok
+          version: "{{ release_version }}"
+  register: reload
 
 - name: Stop a worker app pm2 already knows
   safeship.webapp.pm2_app:
@@ -366,6 +425,32 @@ exec_mode:
   returned: always
   type: dict
   sample: {shop-api: cluster}
+health:
+  description:
+    - What O(health_checks) got, by URL. Empty when nothing was probed (check mode, nothing acted on, no
+      O(health_checks)). Returned on failure too.
+  returned: always
+  type: dict
+  sample: {"http://127.0.0.1:3000/health": {ok: true, status: 200, attempts: 9, latency_ms: 1.4, elapsed: 2.104}}
+  contains:
+    ok:
+      description: Whether the check answered as expected at least once.
+      type: bool
+    status:
+      description: Status of the last answer; null when it got none (connection refused, timeout).
+      type: int
+    attempts:
+      description: Requests sent.
+      type: int
+    latency_ms:
+      description: Latency of the last request, milliseconds.
+      type: float
+    elapsed:
+      description: Seconds from the end of the pm2 command to the last answer.
+      type: float
+    error:
+      description: What was wrong with the last answer, when it was not the expected one.
+      type: str
 executed_commands:
   description: The commands that ran, shell-quoted. They never contain a value of O(env).
   returned: always
@@ -380,27 +465,31 @@ diff:
   sample: {before: {shop-api: {status: online, instances: 2}}, after: {shop-api: {status: online, instances: 2}}}
 """
 
+import functools
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
 from ansible_collections.safeship.webapp.plugins.module_utils._pm2 import (
-    PM2_MUTUALLY_EXCLUSIVE,
-    PM2_REQUIRED_BY,
-    PM2_REQUIRED_ONE_OF,
-    Pm2App,
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_BY,
+    REQUIRED_ONE_OF,
+    argument_spec,
     current_umask,
-    pm2_argument_spec,
+    run,
 )
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
 
 
 def main():
     umask = current_umask()  # the caller's: pm2 passes the daemon's umask on to the apps
-    module = AnsibleModule(argument_spec=pm2_argument_spec(), required_one_of=PM2_REQUIRED_ONE_OF,
-                           mutually_exclusive=PM2_MUTUALLY_EXCLUSIVE, required_by=PM2_REQUIRED_BY,
-                           supports_check_mode=True)
-    runner = CommandRunner(module)
-    run_module(module, Pm2App(module, runner, umask).run, runner=runner)
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_one_of=REQUIRED_ONE_OF,
+        required_by=REQUIRED_BY,
+        supports_check_mode=True,
+    )
+    run_module(module, functools.partial(run, umask=umask))
 
 
 if __name__ == "__main__":

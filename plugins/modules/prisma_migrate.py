@@ -32,7 +32,7 @@ description:
     the failed row) through C(prisma db execute) and says so in RV(method) and a warning.
   - B(exec) runs any other Prisma subcommand, O(prisma_args). C(migrate reset), C(--force-reset) and
     C(--accept-data-loss) destroy data and are refused before anything runs unless O(allow_destructive=true).
-  - B(Secrets.) O(database_url) and every value of O(environment) travel in the environment of the CLI, never in
+  - B(Secrets.) O(database_url) and every value of O(env) travel in the environment of the CLI, never in
     its arguments (an argument holding one is refused), and are masked as C(********) in every returned text, the
     password of a URL too (as written and URL-decoded).
 author:
@@ -67,23 +67,26 @@ options:
   database_url:
     description:
       - The database URL, passed to the CLI as the environment variable C(DATABASE_URL) (overrides one in
-        O(environment)). Never in an argument, masked in the output.
+        O(env)). Never in an argument, masked in the output.
       - With a C(prisma.config.ts) Prisma does not read C(.env), so C(DATABASE_URL) must come from here, from
-        O(environment) or from the environment of the task - for C(generate) too, since the CLI reads the schema's
+        O(env) or from the environment of the task - for C(generate) too, since the CLI reads the schema's
         C(env("DATABASE_URL")) to know its engine type.
     type: str
-  environment:
+  env:
     description:
       - More variables for the CLI's environment (for example C(NODE_ENV) or a C(DATABASE_URL) under another
         name the schema reads).
       - Every value is treated as a secret and masked as C(********) wherever it appears in the result.
+      - The alias O(environment) is deprecated and will be removed in 2.0.0; in this collection O(environment)
+        names the deploy environment (as in M(safeship.webapp.notify)), O(env) is always process variables.
     type: dict
     default: {}
+    aliases: [environment]
   timeout:
     description:
-      - Seconds each Prisma command may run. At the timeout its whole process group gets SIGTERM, then SIGKILL
-        5 seconds later, and the task fails.
-    type: int
+      - Seconds each Prisma command may run (fractions allowed). At the timeout its whole process group gets
+        SIGTERM, then SIGKILL 5 seconds later, and the task fails.
+    type: float
     default: 900
   resolve_migration:
     description:
@@ -250,17 +253,19 @@ from ansible_collections.safeship.webapp.plugins.module_utils._module import run
 from ansible_collections.safeship.webapp.plugins.module_utils._prisma_migrate import (
     REQUIRED_BY,
     REQUIRED_IF,
-    PrismaMigrate,
     argument_spec,
+    run,
 )
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), required_if=REQUIRED_IF, required_by=REQUIRED_BY,
-                           supports_check_mode=True)
-    runner = CommandRunner(module)
-    run_module(module, PrismaMigrate(module, runner).run, runner=runner)
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        required_if=REQUIRED_IF,
+        required_by=REQUIRED_BY,
+        supports_check_mode=True,
+    )
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -413,22 +413,25 @@ unmanaged:
   type: list
   elements: str
   sample: []
+executed_commands:
+  description:
+    - The commands the module ran, as every module of the collection returns them; always empty, this module runs
+      no program.
+  returned: always
+  type: list
+  elements: str
+  sample: []
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
-from ansible_collections.safeship.webapp.plugins.module_utils._release import (
-    RELEASE_REQUIRED_IF,
-    manage,
-    release_argument_spec,
-)
+from ansible_collections.safeship.webapp.plugins.module_utils._release import REQUIRED_IF, argument_spec, run
 
 
 def main():
-    module = AnsibleModule(argument_spec=release_argument_spec(), required_if=RELEASE_REQUIRED_IF,
-                           supports_check_mode=True)
-    run_module(module, lambda: manage(module.params, check_mode=module.check_mode, diff=module._diff))
+    module = AnsibleModule(argument_spec=argument_spec(), required_if=REQUIRED_IF, supports_check_mode=True)
+    run_module(module, run)
 
 
 if __name__ == "__main__":

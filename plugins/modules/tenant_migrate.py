@@ -19,7 +19,7 @@ description:
     connection options; no Python database driver is needed).
   - B(Concurrency.) O(concurrency) workers take the next tenant (or batch) from one queue as soon as they are
     free, so one slow tenant does not hold a whole chunk back. Each command runs in its own process group, and at
-    the O(timeout) the whole group is killed (SIGTERM, then SIGKILL 5 seconds later).
+    the O(timeout) the whole group is stopped (SIGTERM, then SIGKILL 5 seconds later).
   - B(Canary.) The first O(canary) tenants run first, one at a time, before the others start. If one of them
     fails, nothing else runs; the other tenants are reported V(not_run).
   - B(Batches.) With O(batch_size) > 1 the command gets several tenants at once (C({tenants}), joined with
@@ -34,8 +34,8 @@ description:
   - B(Up to date.) With O(skip_up_to_date), before anything runs, the migrations table of every tenant database is
     read and compared with the migration files of O(migrations_path) (no application boot); tenants with nothing
     pending are V(skipped). MySQL/MariaDB is checked by one client process for all tenants; PostgreSQL by
-    O(concurrency) C(psql) processes. A tenant whose check fails (no database, no table) is not skipped; it runs and
-    fails with the real error.
+    O(concurrency) C(psql) processes; SQLite tenant files are read directly. A tenant whose check fails (no
+    database, no table) is not skipped; it runs and fails with the real error.
   - B(Destructive commands are refused) before anything runs, unless O(allow_destructive=true), namely
     C(migrate:fresh), C(migrate:reset), C(migrate:refresh), C(migrate:rollback), C(db:wipe) (and tenant variants
     such as C(tenants:migrate-fresh), C(tenants:rollback)), C(--fresh), C(--seed), C(--seeder), and Prisma's
@@ -53,9 +53,11 @@ options:
     description:
       - The database engine of the central and tenant databases. Needed for O(tenants_query) and
         O(skip_up_to_date) only.
+      - With V(sqlite), O(database) and every tenant's database are absolute paths of SQLite files (for example
+        O(database_template=/srv/app/shared/database/tenant_{tenant}.sqlite)).
     type: str
     required: false
-    choices: [postgresql, mysql]
+    choices: [postgresql, mysql, sqlite]
   database:
     description:
       - The central database, where O(tenants_query) runs. With O(skip_up_to_date) on PostgreSQL, the database the
@@ -67,7 +69,8 @@ options:
     description:
       - The tenants, in the order they run. Each is a tenant id (its database is O(database_template) with the id)
         or a dict with C(id) and C(database).
-      - Ids may hold letters, digits, V(_), V(.) and V(-); database names letters, digits, V(_), V(-) and V($).
+      - Ids may hold letters, digits, V(_), V(.) and V(-); database names letters, digits, V(_), V(-) and V($)
+        (with O(engine=sqlite), absolute file paths).
       - Exactly one of O(tenants) and O(tenants_query) is required. A duplicate id is an error.
     type: list
     elements: raw
@@ -101,6 +104,8 @@ options:
         An argument of O(command) holding a value of O(env) is refused.
       - As Ansible does for this no_log option, a value is masked wherever it appears in the output, so keep
         common non-secret settings (a port, V(pgsql), V(false)) in the application's own configuration (C(.env)).
+      - The alias O(environment) is deprecated and will be removed in 2.0.0 (in this collection O(environment)
+        names the deploy environment, as in M(safeship.webapp.notify)).
     type: dict
     default: {}
     aliases: [environment]
@@ -137,9 +142,9 @@ options:
     type: int
   timeout:
     description:
-      - Seconds one command may run; then its whole process group is killed and its tenants are V(timeout).
-        Default no limit.
-    type: int
+      - Seconds one command may run (fractions allowed); then its whole process group is stopped and its tenants
+        are V(timeout). Default no limit.
+    type: float
   state_file:
     description:
       - JSON file (mode 0600, written atomically after every finished command) with the progress of the run
@@ -356,22 +361,40 @@ state_file:
   returned: always
   type: str
   sample: /var/lib/app/tenant-migrate.json
+executed_commands:
+  description:
+    - The commands that ran, shell-quoted, in the order they started (the tenants' commands as rendered for each
+      unit, the database queries of O(tenants_query) and O(skip_up_to_date)). They never contain a value of O(env)
+      nor O(login_password); those travel in the environment and in private files.
+  returned: always
+  type: list
+  elements: str
+  sample: ["/usr/bin/php artisan tenants:migrate --tenants=acme --force"]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.safeship.webapp.plugins.module_utils._module import run_module
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
 from ansible_collections.safeship.webapp.plugins.module_utils._tenant_migrate import (
-    MUTUALLY_EXCLUSIVE, REQUIRED_BY, REQUIRED_IF, REQUIRED_ONE_OF, TenantMigrate, argument_spec)
+    MUTUALLY_EXCLUSIVE,
+    REQUIRED_BY,
+    REQUIRED_IF,
+    REQUIRED_ONE_OF,
+    argument_spec,
+    run,
+)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), mutually_exclusive=MUTUALLY_EXCLUSIVE,
-                           required_one_of=REQUIRED_ONE_OF, required_if=REQUIRED_IF, required_by=REQUIRED_BY,
-                           supports_check_mode=True)
-    runner = CommandRunner(module)
-    run_module(module, TenantMigrate(module, runner).run)
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        mutually_exclusive=MUTUALLY_EXCLUSIVE,
+        required_one_of=REQUIRED_ONE_OF,
+        required_if=REQUIRED_IF,
+        required_by=REQUIRED_BY,
+        supports_check_mode=True,
+    )
+    run_module(module, run)
 
 
 if __name__ == "__main__":

@@ -3,10 +3,15 @@ expired ttl), tokens, force, and a real ansible-playbook whose lock is stale onc
 
 import json
 import os
+import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+
+import pytest
 
 from helpers.playbooks import Playbook
 
@@ -45,6 +50,53 @@ def test_deploy_lock_four_ways(run_module, tmp_path):
     assert results[1]["holder"]["owner"] == "alice@ctl"
     assert not path.exists()
     assert sorted(os.listdir(str(path.parent))) == [".deploy.lock.guard"]
+
+
+def mode(path):
+    return oct(os.stat(str(path)).st_mode & 0o777)
+
+
+def as_nobody(*argv):
+    """Exit code of argv run as the unprivileged user nobody (a web server's user, as far as access goes)."""
+    return subprocess.run(["runuser", "-u", "nobody", "--"] + list(argv), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, check=False).returncode
+
+
+@pytest.fixture()
+def public_dir():
+    """A directory every user may traverse (pytest's own temporary directories are the owner's only)."""
+    path = tempfile.mkdtemp(prefix="safeship-lock-")
+    os.chmod(path, 0o755)
+    yield pathlib.Path(path)
+    shutil.rmtree(path)
+
+
+def test_missing_directories_are_created_four_ways(run_module, public_dir):
+    """The lock's own directory 0750, the missing ones above it 0755 (the web user still enters the app root),
+    existing ones as they were; nothing in check mode."""
+    srv = public_dir / "srv"
+    srv.mkdir()
+    os.chmod(str(srv), 0o711)
+    app_root = srv / "shop"
+    path = app_root / ".safeship" / "deploy.lock"
+    args = dict(path=str(path), token="deploy-20240501-0002", reason="deploy 1.3")
+
+    check = run_module("deploy_lock", args, check_mode=True)
+    assert not check.get("failed"), check.get("msg")
+    assert check["changed"] is True and check["created_directories"] == [str(app_root), str(path.parent)]
+    assert not app_root.exists() and check["executed_commands"] == []
+
+    real = run_module("deploy_lock", args)
+    assert not real.get("failed"), real.get("msg")
+    assert real["changed"] is True and real["created_directories"] == [str(app_root), str(path.parent)]
+    assert (mode(srv), mode(app_root), mode(path.parent), mode(path)) == ("0o711", "0o755", "0o750", "0o644")
+    assert as_nobody("test", "-x", str(app_root)) == 0  # the web user can enter the app root...
+    assert as_nobody("test", "-x", str(path.parent)) != 0  # ...but not the lock's directory
+
+    again = run_module("deploy_lock", args)
+    assert again["changed"] is False and again["created_directories"] == []
+    check_again = run_module("deploy_lock", args, check_mode=True)
+    assert check_again["changed"] is False and check_again["created_directories"] == []
 
 
 def test_second_deploy_fails_naming_the_holder(run_module, tmp_path):

@@ -152,6 +152,37 @@ def test_becomes_healthy_after_some_requests(make_app, run_module):
     assert [entry["ok"] for entry in result["history"]] == [False, False, False, True]
 
 
+def test_a_fail_fast_status_ends_the_probe_without_the_remaining_retries(make_app, run_module):
+    """A release that says it is ready and answers 5xx is broken: with fail_fast_statuses the probe stops at the
+    first such answer instead of retrying; connection errors and other statuses still retry."""
+    broken = make_app()
+    args = dict(url=broken.url("/down"), retries=20, delay=0.2, fail_fast_statuses=list(range(500, 600)))
+    result = run_module("health_probe", args)
+    msg = failed(result)
+    assert msg.startswith("GET %s answered with status 503, one of fail_fast_statuses, at attempt 1 (of at most "
+                          "21): not retried." % broken.url("/down"))
+    assert msg.endswith('status 503, expected 200; body: "{\\"status\\": \\"down\\"}"')
+    assert result["attempts"] == 1 and broken.hits["/down"] == 1 and result["status"] == 503
+
+    # without it, the same answer is retried as before
+    result = run_module("health_probe", dict(args, fail_fast_statuses=[], retries=2, delay=0.01))
+    assert "failed after 3 attempts" in failed(result) and broken.hits["/down"] == 4
+
+    # 404 is not in the list: retried until it turns healthy (503 for the first 2 requests is, so it stops)
+    slow_start = make_app()
+    result = run_module("health_probe", dict(url=slow_start.url("/ready-after/2"), retries=5, delay=0.01,
+                                             fail_fast_statuses=[404]))
+    assert passed(result)["attempts"] == 3
+
+
+def test_a_fail_fast_status_ends_a_step_s_retries_and_nothing_leaks(app, run_module):
+    result = run_module("health_probe", dict(url=app.url("/health"), fail_fast_statuses=[503], steps=[
+        dict(name="api down", url="/down", retries=10, delay=0.2)]))
+    msg = failed(result)
+    assert "step 1 'api down' (GET /down) answered with status 503, one of fail_fast_statuses" in msg
+    assert app.hits["/down"] == 1 and result["steps"][0]["attempts"] == 1
+
+
 def test_flapping_is_caught_by_consecutive_successes(app, run_module):
     # the first answer is good: one success is enough to be fooled
     fooled = passed(run_module("health_probe", dict(url=app.url("/flap"))))

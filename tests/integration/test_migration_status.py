@@ -1,7 +1,7 @@
 """migration_status on the real Laravel 8 fixture, on real PostgreSQL and MariaDB servers, and with a
 small status script (tool=command).
 
-The release's .env has no DB_PASSWORD: the module passes it in `environment`, so every successful
+The release's .env has no DB_PASSWORD: the module passes it in `env`, so every successful
 status proves the environment reached artisan, and the password is checked absent from every result."""
 
 import os
@@ -58,7 +58,7 @@ def four_ways(run_module, args, state, secrets=()):
 
 
 def test_laravel_not_installed_migrate_up_to_date_pending(lab, run_module):
-    args = dict(tool="laravel", chdir=lab.path, environment=lab.env)
+    args = dict(tool="laravel", chdir=lab.path, env=lab.env)
     central = migration_names(lab.path)
 
     # no migrations table yet: every migration file is pending
@@ -98,7 +98,7 @@ def test_laravel_tenant_database(lab, run_module):
     tenant_db = lab.create_database(lab.central.replace("_central", "_tenant1"))
     add_tenants(lab.server, lab.central, {"tenant1": tenant_db})
     tenant_names = migration_names(lab.path, tenant=True)
-    args = dict(tool="laravel", chdir=lab.path, environment=dict(lab.env, DB_DATABASE=tenant_db),
+    args = dict(tool="laravel", chdir=lab.path, env=dict(lab.env, DB_DATABASE=tenant_db),
                 artisan_args=["--path=database/migrations/tenant"])
 
     result = four_ways(run_module, args, "not_installed", [lab.password])[-1]
@@ -110,13 +110,13 @@ def test_laravel_tenant_database(lab, run_module):
     result = four_ways(run_module, args, "up_to_date", [lab.password])[-1]
     assert result["applied"] == tenant_names and result["counts"]["total"] == 2
     # the central database is still reported on its own (its migrations, not the tenant's)
-    central = run_module("migration_status", dict(tool="laravel", chdir=lab.path, environment=lab.env))
+    central = run_module("migration_status", dict(tool="laravel", chdir=lab.path, env=lab.env))
     assert central["state"] == "up_to_date" and central["applied"] == migration_names(lab.path)
 
 
 def test_laravel_wrong_password_and_stopped_server(lab, run_module):
     wrong = "Wr0ng-" + lab.password[::-1]
-    args = dict(tool="laravel", chdir=lab.path, environment={"DB_PASSWORD": wrong})
+    args = dict(tool="laravel", chdir=lab.path, env={"DB_PASSWORD": wrong})
     for check_mode in (True, False):
         result = run_module("migration_status", args, check_mode=check_mode)
         assert result["failed"] and result["state"] == "error" and result["changed"] is False
@@ -130,7 +130,7 @@ def test_laravel_wrong_password_and_stopped_server(lab, run_module):
 
     # the database server is down: refused, a clear error, the right password nowhere
     with lab.server.stopped():
-        result = run_module("migration_status", dict(tool="laravel", chdir=lab.path, environment=lab.env))
+        result = run_module("migration_status", dict(tool="laravel", chdir=lab.path, env=lab.env))
     assert result["failed"] and result["state"] == "error"
     assert "refused" in result["msg"].lower() or "can't connect" in result["msg"].lower(), result["msg"]
     no_secret(result, lab.password)
@@ -165,7 +165,7 @@ def test_command_tool(tmp_path, run_module):
     secret = "s3cr3t-api-key-4242"
     args = dict(tool="command", chdir=str(tmp_path), command=["./status.sh"],
                 pending_regex=r"^PENDING (?P<name>\S+)", applied_regex=r"^APPLIED (\S+)",
-                environment={"API_SECRET": secret, "STATE_FILE": str(tmp_path / "applied")})
+                env={"API_SECRET": secret, "STATE_FILE": str(tmp_path / "applied")})
     result = four_ways(run_module, args, "pending", [secret])[-1]
     assert result["pending"] == ["002_orders", "003_refunds"] and result["applied"] == ["001_init"]
     assert result["counts"] == dict(pending=2, applied=1, failed=0, total=3)
@@ -181,27 +181,27 @@ def test_command_tool(tmp_path, run_module):
     assert result["state"] == "up_to_date" and result["pending"] == []
 
     # non-zero exit: error, message from the output, secret masked
-    failing = dict(args, environment=dict(args["environment"], FAIL="1"))
+    failing = dict(args, env=dict(args["env"], FAIL="1"))
     result = run_module("migration_status", failing)
     assert result["failed"] and result["state"] == "error" and result["status_rc"] == 3
     assert "exited with code 3" in result["msg"] and "cannot connect with password ********" in result["msg"]
     no_secret(result, secret)
 
     # timeout: killed, error
-    slow = dict(args, timeout=1, environment=dict(args["environment"], SLEEP="30"))
+    slow = dict(args, timeout=1, env=dict(args["env"], SLEEP="30"))
     result = run_module("migration_status", dict(slow, fail_on=[]))
     assert result["state"] == "error" and "timeout" in result["message"], result
     no_secret(result, secret)
 
 
 def test_env_file_password_not_needed_in_argv(lab, run_module):
-    """The password given in `environment` never reaches argv, and .env stays as it was."""
+    """The password given in `env` never reaches argv, and .env stays as it was."""
     before = open(os.path.join(lab.path, ".env")).read()
-    result = run_module("migration_status", dict(tool="laravel", chdir=lab.path, environment=lab.env))
+    result = run_module("migration_status", dict(tool="laravel", chdir=lab.path, env=lab.env))
     assert result["state"] == "not_installed"
     assert all(lab.password not in command for command in result["executed_commands"])
     assert open(os.path.join(lab.path, ".env")).read() == before
-    # with the password written into .env instead, the same status works without environment
+    # with the password written into .env instead, the same status works without env
     write_env(lab.path, dict(db_env(lab.server, lab.central)))
     result = run_module("migration_status", dict(tool="laravel", chdir=lab.path))
     assert result["state"] == "not_installed" and result["counts"]["pending"] == 4

@@ -1,7 +1,7 @@
 """migration_status tool=prisma against the real Prisma 6.19 CLI of the fixture app
 (tests/fixtures/prisma_app) on a real PostgreSQL: pending, up_to_date, failed, not_installed and the
 database errors (server unreachable, wrong password, missing database). DATABASE_URL travels in
-`environment` only; its password (with characters a shell would mangle) is never in a result."""
+`env` only; its password (with characters a shell would mangle) is never in a result."""
 
 import os
 import shutil
@@ -17,7 +17,7 @@ M1, M2, M3 = prisma_app.MIGRATIONS
 
 
 def status(run_module, path, url, check_mode=False, **extra):
-    return run_module("migration_status", dict(tool="prisma", chdir=str(path), environment={"DATABASE_URL": url},
+    return run_module("migration_status", dict(tool="prisma", chdir=str(path), env={"DATABASE_URL": url},
                                                **extra), check_mode=check_mode)
 
 

@@ -132,7 +132,7 @@ def test_teams_workflows_202_accepted_is_delivered(run_module, receiver):
 ])
 def test_failed_delivery_warns_and_does_not_fail(run_module, receiver, mode, expected, requests):
     url = refused_url(HOOK) if mode == "refused" else receiver.url(HOOK, mode=mode)
-    args = dict(service="slack", url=url, event="success", app="shop", timeout=1, retries=1, retry_delay=0.05)
+    args = dict(service="slack", url=url, event="success", app="shop", timeout=1, retries=1, delay=0.05)
     result = run_module("notify", args)
     assert result.rc == 0
     assert result.get("failed") is not True
@@ -162,7 +162,7 @@ def test_fail_on_error_fails_without_the_secret(run_module, receiver):
 
 
 def test_a_flapping_endpoint_is_retried_until_it_answers(run_module, receiver):
-    args = dict(service="webhook", url=receiver.url(HOOK, mode="flaky:2"), event="start", retries=2, retry_delay=0.05)
+    args = dict(service="webhook", url=receiver.url(HOOK, mode="flaky:2"), event="start", retries=2, delay=0.05)
     result = run_module("notify", args)
     assert result["sent"] is True and result["tries"] == 3 and result["changed"] is True
     bodies = [r.json for r in receiver.received()]
@@ -216,7 +216,7 @@ def test_custom_event_needs_a_message(run_module, receiver):
 def test_tls_certificate_is_verified_unless_told_otherwise(run_module, tmp_path):
     cert, key = self_signed_cert(tmp_path)
     with WebhookReceiver(tls=(cert, key)) as server:
-        args = dict(service="teams", url=server.url(HOOK), event="success", retries=2, retry_delay=0.05)
+        args = dict(service="teams", url=server.url(HOOK), event="success", retries=2, delay=0.05)
         refused = run_module("notify", args)
         assert refused.rc == 0 and refused["sent"] is False and refused["changed"] is False
         # a certificate problem does not go away by retrying

@@ -7,6 +7,7 @@ environment reached artisan, and the password is checked absent from every resul
 
 import json
 import os
+import shutil
 import stat
 import time
 
@@ -304,6 +305,55 @@ def test_env_placeholders_and_secret_masking(tmp_path, run_module):
     result = run_module("tenant_migrate", dict(tenants=["a"], command=["echo", secret], env=env))
     assert result["failed"] is True and "secrets travel in env only" in result["msg"]
     no_secret(result, secret)
+
+
+def test_executed_commands_name_every_command_and_no_password(lab, run_module):
+    """The tenants_query, the up-to-date check and every tenant's command are returned, on success and on
+    failure; neither the database login's password nor env's reaches them (nor the tenants' environment)."""
+    args = lab.args(skip_up_to_date=True, concurrency=4,
+                    command=["sh", "-c", 'echo "pg=${{PGPASSWORD:-none}} mysql=${{MYSQL_PWD:-none}}"; exec "$@"', "sh",
+                             "php", "artisan", "tenants:migrate", "--tenants={tenant}", "--no-interaction"])
+    result = run_module("tenant_migrate", args)
+    assert not result.get("failed"), result.get("msg")
+    commands = result["executed_commands"]
+    tenants = [command for command in commands if "tenants:migrate" in command]
+    query, checks = commands[0], commands[1:len(commands) - len(tenants)]
+    assert "SELECT id," in query
+    # the up-to-date check: concurrency psql processes, or one MariaDB client, before any tenant's command
+    assert len(checks) == (4 if lab.server.engine == "postgresql" else 1)
+    assert all("psql" in check or "--skip-reconnect" in check for check in checks)
+    shell_path = shutil.which("sh")
+    assert sorted(tenants) == sorted("%s -c 'echo \"pg=${PGPASSWORD:-none} mysql=${MYSQL_PWD:-none}\"; exec "
+                                     "\"$@\"' sh php artisan tenants:migrate --tenants=%s --no-interaction"
+                                     % (shell_path, t) for t in TENANTS)
+    # the module's own database login stays with its queries
+    assert all(r["output_tail"].startswith("pg=none mysql=none") for r in result["results"])
+    no_secret(result, lab.password)
+
+    # a failure returns them too
+    args = lab.args(tenants=["t03"], command=["php", "artisan", "tenants:migrate", "--tenants={tenant}",
+                                              "--no-such-option"])
+    del args["tenants_query"]
+    result = run_module("tenant_migrate", args)
+    assert result["failed"] is True and result.get("failed_tenants") == ["t03"], result["msg"]
+    assert result["executed_commands"] == [
+        "%s artisan tenants:migrate --tenants=t03 --no-such-option" % shutil.which("php")]
+    no_secret(result, lab.password)
+
+
+def test_the_environment_alias_still_works_with_a_deprecation(tmp_path, run_module):
+    result = run_module("tenant_migrate", dict(tenants=["a"], command=shell('echo "db=$DB_DATABASE"'),
+                                               database_template="app_{tenant}",
+                                               environment={"DB_DATABASE": "{database}"}))
+    assert not result.get("failed"), result.get("msg")
+    assert by_tenant(result)["a"]["output_tail"] == "db=app_a"
+    # ansible-core 2.19 reports {event: {msg}, deprecator: {resolved_name}, version}; earlier ones flat keys
+    assert [((d.get("event") or d).get("msg"), d["version"],
+             (d.get("deprecator") or {}).get("resolved_name") or d.get("collection_name"))
+            for d in result["deprecations"]] == [
+        ("Alias 'environment' is deprecated. See the module docs for more information", "2.0.0", "safeship.webapp")]
+    result = run_module("tenant_migrate", dict(tenants=["a"], command=shell("true"), env={}))
+    assert not result.get("deprecations")
 
 
 def test_bad_input_fails_before_anything_runs(tmp_path, run_module):

@@ -1,5 +1,5 @@
 """Unit tests of the health_probe logic: JSON paths and comparisons, placeholders, latency statistics,
-redaction, error sentences, input validation, and the retry loop driven by a scripted sender (no network,
+error sentences, input validation, and the retry loop driven by a scripted sender (no network,
 no sleeping)."""
 
 import http.client
@@ -12,6 +12,7 @@ import pytest
 
 from ansible_collections.safeship.webapp.plugins.module_utils import _health, _http
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError
+from ansible_collections.safeship.webapp.plugins.module_utils._redact import Redactor
 
 DOC = {"status": "ok", "version": "1.2.3", "checks": {"db": "ok", "cache": "down"}, "items": [{"id": 7}, {"id": 8}],
        "count": 2, "enabled": True, "none": None}
@@ -93,51 +94,6 @@ def test_percentiles_are_nearest_rank():
     assert _health.latency_stats([]) == {}
 
 
-# ---------------------------------------------------------------------------------------------- redaction
-
-class FakeModule(object):
-    def __init__(self):
-        self.no_log_values = set()
-
-
-def test_redactor_masks_text_and_data_and_registers_no_log_values():
-    module = FakeModule()
-    redactor = _health.Redactor(module)
-    redactor.add("tok_secret_value")
-    redactor.add(123456)
-    redactor.add("")
-    assert module.no_log_values == {"tok_secret_value", "123456"}
-    assert redactor.text("Bearer tok_secret_value!") == "Bearer ********!"
-    data = redactor.data({"a": ["x tok_secret_value"], "n": 123456, "ok": 1, "access_token": "other-token",
-                          "token_type": "Bearer"})
-    assert data == {"a": ["x ********"], "n": "********", "ok": 1, "access_token": "********",
-                    "token_type": "Bearer"}
-
-
-def test_longest_secret_is_masked_first():
-    redactor = _health.Redactor()
-    redactor.add("abcd")
-    redactor.add("abcdefgh")
-    assert redactor.text("xabcdefghx") == "x********x"
-
-
-def test_secret_headers_and_fields():
-    redactor = _health.Redactor()
-    redactor.add_header("Authorization", "Bearer tok-123456")
-    redactor.add_header("X-Api-Key", "key-999999")
-    redactor.add_header("Host", "acme.example.test")
-    redactor.add_secret_fields({"email": "a@example.test", "password": "hunter22",
-                                "nested": [{"client_secret": "s3cr3t-x"}], "token_type": "Bearer", "pin": "1"})
-    assert redactor.secrets == {"Bearer tok-123456", "tok-123456", "key-999999", "hunter22", "s3cr3t-x"}
-
-
-@pytest.mark.parametrize("name, secret", [("Authorization", True), ("Cookie", True), ("X-Api-Key", True),
-                                          ("access_token", True), ("password", True), ("Host", False),
-                                          ("token_type", False), ("expires_in", False), ("email", False)])
-def test_secret_key(name, secret):
-    assert _health.secret_key(name) is secret
-
-
 # ---------------------------------------------------------------------------------------------- error sentences
 
 URL = "http://127.0.0.1:8080/health"
@@ -169,7 +125,7 @@ def test_where(url, where):
 # ---------------------------------------------------------------------------------------------- validation
 
 def params(**overrides):
-    spec = _health.health_argument_spec()
+    spec = _health.argument_spec()
     values = dict((name, option.get("default")) for name, option in spec.items())
     values.update(overrides)
     for step in values.get("steps") or []:
@@ -184,7 +140,7 @@ def params(**overrides):
     (dict(url="http://h/", consecutive_successes=0), "consecutive_successes must be at least 1"),
     (dict(url="http://h/", timeout=0), "timeout must be more than 0"),
     (dict(url="http://h/", status_code=[200, 99]), "status_code 99 is not an HTTP status"),
-    (dict(url="http://h/", body_regex="(unclosed"), "body_regex '(unclosed' is not a valid regular expression"),
+    (dict(url="http://h/", body_regex="(unclosed"), "url: body_regex is not a valid regular expression"),
     (dict(url="http://h/", json_expect={"a..b": 1}), "JSON path 'a..b' is not valid"),
     (dict(url="http://h/", method="get me"), "is not an HTTP method"),
     (dict(url="http://h/${x}"), "placeholders are only filled in steps"),
@@ -202,7 +158,7 @@ def params(**overrides):
 ])
 def test_bad_input_is_refused_before_any_request(overrides, message):
     with pytest.raises(SafeshipError) as info:
-        _health.Probe(params(**overrides), _health.Redactor(), send=_no_send)
+        _health.Probe(params(**overrides), Redactor(), send=_no_send)
     assert message in info.value.msg
 
 
@@ -230,7 +186,7 @@ class Script(object):
                            headers={"content-type": "application/json"})
 
     def probe(self, **overrides):
-        return _health.Probe(params(**overrides), _health.Redactor(), send=self.send, sleep=self.sleeps.append)
+        return _health.Probe(params(**overrides), Redactor(), send=self.send, sleep=self.sleeps.append)
 
 
 GOOD = (200, {"status": "ok"})
@@ -252,6 +208,105 @@ def test_gives_up_after_retries_plus_one_attempts():
         script.probe(url="http://h/health", retries=3, delay=0).run()
     assert "failed after 4 attempts" in info.value.msg and "status 503, expected 200" in info.value.msg
     assert info.value.details["attempts"] == 4 and len(script.sent) == 4
+
+
+def test_a_fail_fast_status_ends_the_probe_at_once():
+    secret_body = (500, {"status": "error", "access_token": "tok-leaked-123", "error": "cannot reach payments"})
+    script = Script(["connection refused by h:80", (404, {}), secret_body, GOOD])
+    with pytest.raises(SafeshipError) as info:
+        script.probe(url="http://h/health", retries=30, delay=1, fail_fast_statuses=list(range(500, 600))).run()
+    msg = info.value.msg
+    # refused and 404 are retried as usual; the 500 ends it: no 4th request, no more sleeping
+    assert len(script.sent) == 3 and script.sleeps == [1, 1]
+    assert msg.startswith("GET http://h/health answered with status 500, one of fail_fast_statuses, at attempt 3 "
+                          "(of at most 31): not retried.")
+    assert "cannot reach payments" in msg and "tok-leaked-123" not in msg + json.dumps(info.value.details)
+    assert info.value.details["attempts"] == 3 and info.value.details["status"] == 500
+
+
+def test_a_fail_fast_status_that_is_expected_is_a_success_and_other_statuses_retry():
+    script = Script([(503, {"status": "maintenance"})])
+    result = script.probe(url="http://h/health", status_code=[200, 503], fail_fast_statuses=[503]).run()
+    assert result["status"] == 503 and len(script.sent) == 1
+    script = Script([BAD, BAD, GOOD])
+    result = script.probe(url="http://h/health", retries=5, delay=0, fail_fast_statuses=[500]).run()
+    assert result["attempts"] == 3
+
+
+def test_a_fail_fast_status_ends_a_step_s_retries():
+    script = Script([GOOD, (502, {"error": "bad gateway"}), GOOD])
+    with pytest.raises(SafeshipError) as info:
+        script.probe(url="http://h/health", fail_fast_statuses=[502],
+                     steps=[dict(name="api", url="/api", retries=5, delay=0)]).run()
+    assert len(script.sent) == 2 and "step 1 'api' (GET /api) answered with status 502" in info.value.msg
+    assert info.value.details["steps"][0]["attempts"] == 1
+
+
+def test_fail_fast_statuses_must_be_http_statuses():
+    with pytest.raises(SafeshipError, match="fail_fast_statuses 600 is not an HTTP status"):
+        _health.Probe(params(url="http://h/", fail_fast_statuses=[500, 600]), Redactor(), send=_no_send)
+
+
+# ---------------------------------------------------------------------------------------------- the watch
+
+class Clock(object):
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        self.now += 0.5
+        return self.now
+
+
+def watch_specs(**overrides):
+    spec = dict(url="http://127.0.0.1:3000/health", status_code=[200], json_expect={}, headers={}, timeout=5.0)
+    spec.update(overrides)
+    return [spec]
+
+
+def test_watch_passes_once_a_check_answered_as_expected_and_keeps_probing():
+    script = Script(["connection refused by 127.0.0.1:3000", (404, {}), GOOD, (200, {"status": "ok"})])
+    watch = _health.Watch(watch_specs(json_expect={"status": "ok"}), Redactor(), fail_fast=range(500, 600),
+                          send=script.send, clock=Clock())
+    assert [watch.probe() for dummy in range(4)] == [False, False, True, True]
+    assert watch.results() == {"http://127.0.0.1:3000/health": dict(
+        ok=True, status=200, attempts=4, latency_ms=2.0, elapsed=2.0)}
+
+
+def test_watch_fails_at_once_on_a_5xx_with_the_body_and_headers_masked():
+    script = Script([(500, {"status": "error", "error": "cannot reach the payment service"})])
+    watch = _health.Watch(watch_specs(headers={"X-Api-Key": "k-secret-1", "Host": "shop.test"}), Redactor(),
+                          fail_fast=range(500, 600), send=script.send, clock=Clock())
+    with pytest.raises(_health.HealthFailure) as info:
+        watch.probe()
+    assert info.value.msg.startswith("GET http://127.0.0.1:3000/health answered with status 500: status 500, "
+                                     "expected 200; body: ")
+    assert "cannot reach the payment service" in info.value.msg
+    assert script.sent[0]["headers"] == {"X-Api-Key": "k-secret-1", "Host": "shop.test"}
+    result = watch.results()["http://127.0.0.1:3000/health"]
+    assert result["ok"] is False and result["status"] == 500 and result["attempts"] == 1
+    assert "k-secret-1" not in json.dumps(watch.results())
+
+
+def test_watch_says_what_the_checks_that_never_passed_got():
+    script = Script([GOOD, "connection refused by 127.0.0.1:3001"])
+    specs = watch_specs() + watch_specs(url="http://127.0.0.1:3001/health")
+    watch = _health.Watch(specs, Redactor(), send=script.send, clock=Clock())
+    assert watch.probe() is False
+    assert watch.pending() == "GET http://127.0.0.1:3001/health: connection refused by 127.0.0.1:3001"
+
+
+@pytest.mark.parametrize("specs, message", [
+    (watch_specs(url="ftp://x/"), "health_checks[0]: url 'ftp://x/' is not an http:// or https:// URL"),
+    (watch_specs() * 2, "health_checks[1]: url http://127.0.0.1:3000/health is checked twice"),
+    (watch_specs(status_code=[999]), "health_checks[0]: status_code 999 is not an HTTP status"),
+    (watch_specs(timeout=0), "health_checks[0]: timeout must be more than 0 seconds"),
+    (watch_specs(json_expect={"a..b": 1}), "JSON path 'a..b' is not valid"),
+])
+def test_watch_refuses_bad_checks(specs, message):
+    with pytest.raises(SafeshipError) as info:
+        _health.Watch(specs, Redactor(), send=_no_send)
+    assert message in info.value.msg
 
 
 def test_flapping_needs_a_streak_and_stops_when_it_cannot_be_reached():
@@ -320,7 +375,7 @@ def test_without_url_the_first_step_is_retried():
 
 def test_skipped_in_check_mode_when_asked():
     script = Script([GOOD])
-    result = _health.Probe(params(url="http://h/", run_in_check_mode=False), _health.Redactor(), check_mode=True,
+    result = _health.Probe(params(url="http://h/", run_in_check_mode=False), Redactor(), check_mode=True,
                            send=script.send).run()
     assert result["skipped"] is True and result["changed"] is False and script.sent == []
 

@@ -23,11 +23,11 @@ def params(path, **kwargs):
 
 
 def acquire(path, **kwargs):
-    return _lock.run(params(path, **kwargs))
+    return _lock.manage(params(path, **kwargs))
 
 
 def release(path, **kwargs):
-    return _lock.run(params(path, state="released", **kwargs))
+    return _lock.manage(params(path, state="released", **kwargs))
 
 
 def rewrite(path, **changes):
@@ -141,7 +141,7 @@ def test_expired_lock_is_broken_only_with_break_stale(tmp_path):
     assert "is stale" in err.value.msg and "expired at 2020-01-01T00:01:00Z" in err.value.msg
     assert "break_stale: true" in err.value.msg
     assert err.value.details["stale"] and path.read_bytes() == before
-    check = _lock.run(params(path, owner="new@ci", break_stale=True), check_mode=True)
+    check = _lock.manage(params(path, owner="new@ci", break_stale=True), check_mode=True)
     assert check["changed"] is True and check["broken"]["owner"] == "old@ci" and path.read_bytes() == before
     broken = acquire(path, owner="new@ci", break_stale=True)
     assert broken["changed"] is True and broken["broken"]["owner"] == "old@ci"
@@ -198,7 +198,7 @@ def test_release_needs_the_token_or_force(tmp_path):
     with pytest.raises(SafeshipError, match="needs the token"):
         release(path)
     assert path.exists()
-    check = _lock.run(params(path, state="released", token=token), check_mode=True)
+    check = _lock.manage(params(path, state="released", token=token), check_mode=True)
     assert check["changed"] is True and path.exists()
     done = release(path, token=token)
     assert done["changed"] is True and done["holder"]["owner"] == "alice@ctl" and not path.exists()
@@ -221,19 +221,48 @@ def test_invalid_lock_file_is_neither_taken_nor_broken(tmp_path):
     assert release(path, force=True)["changed"] is True and not path.exists()
 
 
-def test_lock_directory(tmp_path):
-    created = tmp_path / "app" / ".safeship" / "deploy.lock"
-    (tmp_path / "app").mkdir()
-    check = _lock.run(params(created), check_mode=True)
-    assert check["changed"] is True and not created.parent.exists()
-    acquire(created)
-    assert oct(os.stat(str(created.parent)).st_mode & 0o777) == "0o755"
-    with pytest.raises(SafeshipError, match="does not exist"):
-        acquire(tmp_path / "missing" / "deep" / "deploy.lock")
+def mode(path):
+    return oct(os.stat(str(path)).st_mode & 0o777)
+
+
+@pytest.fixture()
+def module_umask():
+    previous = os.umask(0o077)  # as run_module sets it: the modes must not depend on the umask
+    yield
+    os.umask(previous)
+
+
+def test_missing_directories_are_created_lock_dir_0750_parents_0755(tmp_path, module_umask):
+    root = tmp_path / "srv"
+    root.mkdir(mode=0o700)
+    lock = root / "shop" / "production" / ".safeship" / "deploy.lock"
+    check = _lock.manage(params(lock), check_mode=True)
+    assert check["changed"] is True and not (root / "shop").exists()
+    assert check["created_directories"] == [str(root / "shop"), str(root / "shop" / "production"),
+                                            str(lock.parent)]
+    result = acquire(lock)
+    assert result["created_directories"] == check["created_directories"] and lock.is_file()
+    assert (mode(root), mode(root / "shop"), mode(root / "shop" / "production"), mode(lock.parent)) == (
+        "0o700", "0o755", "0o755", "0o750")
+    # existing directories are left as they are, and nothing is created again
+    os.chmod(str(lock.parent), 0o711)
+    release(lock, token=result["token"])
+    again = acquire(lock)
+    assert again["created_directories"] == [] and mode(lock.parent) == "0o711"
+
+
+def test_lock_path_problems(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SafeshipError, match="file exists and is not a directory"):
+        acquire(tmp_path / "file" / "deep" / "deploy.lock")
+    assert not (tmp_path / "file" / "deep").exists()
     with pytest.raises(SafeshipError, match="is a directory"):
         acquire(tmp_path)
     with pytest.raises(SafeshipError, match="absolute"):
         acquire("relative/deploy.lock")
+    # releasing never creates anything
+    assert release(tmp_path / "missing" / "deploy.lock", force=True)["changed"] is False
+    assert not (tmp_path / "missing").exists()
 
 
 def test_find_playbook_pid_walks_up_to_the_main_process(tmp_path):
@@ -279,7 +308,7 @@ def _racer(name, paths, barrier, results, break_stale):
     for index, path in enumerate(paths):
         barrier.wait()
         try:
-            result = _lock.run(params(path, owner=name, break_stale=break_stale))
+            result = _lock.manage(params(path, owner=name, break_stale=break_stale))
             results.put((index, name, True, result["holder"]["owner"]))
         except SafeshipError as exc:
             results.put((index, name, False, exc.msg))

@@ -6,11 +6,12 @@ import os
 
 import pytest
 
+from ansible_collections.safeship.webapp.plugins.module_utils import _laravel, _prisma, _text
 from ansible_collections.safeship.webapp.plugins.module_utils import _migration_status as ms
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandTimeout
 
-from .fake_module import FakeModule
+from .fake_module import FakeModule, ScriptedRunner
 
 HEADER = """Environment variables loaded from .env
 Prisma schema loaded from prisma/schema.prisma
@@ -202,7 +203,7 @@ Please make sure to provide valid database credentials for the database server a
 ])
 def test_parse_prisma(sample, state, pending, failed, total):
     rc, output = PRISMA[sample]
-    parsed = ms.parse_prisma(rc, output)
+    parsed = _prisma.parse_prisma(rc, output)
     assert parsed["state"] == state
     assert parsed["pending"] == pending
     assert parsed["failed"] == failed
@@ -219,20 +220,20 @@ def test_parse_prisma(sample, state, pending, failed, total):
     ("adapter_no_database", "the database does not exist (P1003): Error: Database `shop_gone` does not exist"),
 ])
 def test_prisma_adapter_errors_are_named_without_their_code(sample, reason):
-    assert reason in ms.parse_prisma(*PRISMA[sample])["message"]
+    assert reason in _prisma.parse_prisma(*PRISMA[sample])["message"]
 
 
 def test_prisma_messages_name_the_reason():
-    assert "cannot be reached (P1001)" in ms.parse_prisma(*PRISMA["unreachable"])["message"]
-    assert "Can't reach database server at `db.internal:5432`" in ms.parse_prisma(*PRISMA["unreachable"])["message"]
-    assert "authentication failed (P1000)" in ms.parse_prisma(*PRISMA["auth"])["message"]
-    assert "20240415000000_hotfix_index" in ms.parse_prisma(*PRISMA["diverged"])["message"]
-    assert "20240501093000_add_orders" in ms.parse_prisma(*PRISMA["failed"])["message"]
-    assert "baseline" in ms.parse_prisma(*PRISMA["not_managed"])["message"]
-    unknown = ms.parse_prisma(1, "Error: Could not find a schema.prisma file that is required for this command.")
+    assert "cannot be reached (P1001)" in _prisma.parse_prisma(*PRISMA["unreachable"])["message"]
+    assert "Can't reach database server at `db.internal:5432`" in _prisma.parse_prisma(*PRISMA["unreachable"])["message"]
+    assert "authentication failed (P1000)" in _prisma.parse_prisma(*PRISMA["auth"])["message"]
+    assert "20240415000000_hotfix_index" in _prisma.parse_prisma(*PRISMA["diverged"])["message"]
+    assert "20240501093000_add_orders" in _prisma.parse_prisma(*PRISMA["failed"])["message"]
+    assert "baseline" in _prisma.parse_prisma(*PRISMA["not_managed"])["message"]
+    unknown = _prisma.parse_prisma(1, "Error: Could not find a schema.prisma file that is required for this command.")
     assert unknown["state"] == "error" and "Could not find a schema.prisma" in unknown["message"]
     # exit 1 and "up to date" never reads as up to date
-    assert ms.parse_prisma(1, "Database schema is up to date!\nsomething odd")["state"] == "error"
+    assert _prisma.parse_prisma(1, "Database schema is up to date!\nsomething odd")["state"] == "error"
 
 
 LARAVEL8 = """+------+------------------------------------------------+-------+
@@ -255,87 +256,74 @@ LARAVEL10 = """
 
 def test_parse_laravel_tables():
     for output in (LARAVEL8, LARAVEL10):
-        parsed = ms.parse_laravel(0, output)
+        parsed = _laravel.parse_laravel(0, output)
         assert parsed["state"] == "pending"
         assert parsed["applied"] == ["2014_10_12_000000_create_users_table",
                                      "2019_08_19_000000_create_failed_jobs_table"]
         assert parsed["pending"] == ["2021_01_01_000000_create_notes_table"]
-    up = ms.parse_laravel(0, LARAVEL8.replace("| No   |", "| Yes  |").replace("|       |\n+", "| 2     |\n+"))
+    up = _laravel.parse_laravel(0, LARAVEL8.replace("| No   |", "| Yes  |").replace("|       |\n+", "| 2     |\n+"))
     assert up["state"] == "up_to_date" and len(up["applied"]) == 3
-    assert ms.parse_laravel(0, "No migrations found.\n")["state"] == "up_to_date"
+    assert _laravel.parse_laravel(0, "No migrations found.\n")["state"] == "up_to_date"
 
 
 def test_parse_laravel_not_installed_and_errors():
-    assert ms.parse_laravel(1, "Migration table not found.\n")["state"] == "not_installed"
-    assert ms.parse_laravel(1, "\n   ERROR  Migration table not found.  \n")["pending"] is None
-    error = ms.parse_laravel(1, '[2026-01-01 10:00:00] production.ERROR: SQLSTATE[08006] [7] connection to server at '
-                                '"127.0.0.1", port 5432 failed: Connection refused (SQL: select * from x) '
-                                '{"exception":"[object] ..."}\n')
+    assert _laravel.parse_laravel(1, "Migration table not found.\n")["state"] == "not_installed"
+    assert _laravel.parse_laravel(1, "\n   ERROR  Migration table not found.  \n")["pending"] is None
+    error = _laravel.parse_laravel(1, '[2026-01-01 10:00:00] production.ERROR: SQLSTATE[08006] [7] connection to '
+                                   'server at "127.0.0.1", port 5432 failed: Connection refused (SQL: select * from x) '
+                                   '{"exception":"[object] ..."}\n')
     assert error["state"] == "error"
     assert error["message"] == ('php artisan migrate:status exited with code 1: SQLSTATE[08006] [7] connection to '
                                 'server at "127.0.0.1", port 5432 failed: Connection refused')
     # exit 0 but no table: not silently up to date
-    assert ms.parse_laravel(0, "Some unexpected banner\n")["state"] == "error"
+    assert _laravel.parse_laravel(0, "Some unexpected banner\n")["state"] == "error"
 
 
 def test_laravel_paths_and_files(tmp_path):
     app = str(tmp_path)
-    assert ms.laravel_paths(app, []) == [os.path.join(app, "database", "migrations")]
-    assert ms.laravel_paths(app, ["--database=tenant", "--path=database/migrations/tenant"]) == [
+    assert _laravel.laravel_paths(app, []) == [os.path.join(app, "database", "migrations")]
+    assert _laravel.laravel_paths(app, ["--database=tenant", "--path=database/migrations/tenant"]) == [
         os.path.join(app, "database/migrations/tenant")]
-    assert ms.laravel_paths(app, ["--path", "/abs/m", "--path=x"]) == ["/abs/m", os.path.join(app, "x")]
-    assert ms.laravel_paths(app, ["--realpath", "--path=rel"]) == ["rel"]
+    assert _laravel.laravel_paths(app, ["--path", "/abs/m", "--path=x"]) == ["/abs/m", os.path.join(app, "x")]
+    assert _laravel.laravel_paths(app, ["--realpath", "--path=rel"]) == ["rel"]
     folder = tmp_path / "m"
     folder.mkdir()
     for name in ("b_two.php", "a_one.php", "README.md"):
         (folder / name).write_text("")
-    assert ms.migration_files([str(folder), str(tmp_path / "missing")]) == ["a_one", "b_two"]
+    assert _laravel.migration_files([str(folder), str(tmp_path / "missing")]) == ["a_one", "b_two"]
 
 
 def test_parse_command_and_groups():
     output = "APPLIED 001\nPENDING 002 (x)\nnoise\nPENDING 003\n"
-    named = ms.parse_command(0, output, ms.compile_regex(r"^PENDING (?P<name>\d+)", "p"),
-                             ms.compile_regex(r"^APPLIED (\d+)", "a"))
+    named = ms.parse_command(0, output, _text.compile_regex(r"^PENDING (?P<name>\d+)", "p"),
+                             _text.compile_regex(r"^APPLIED (\d+)", "a"))
     assert named == dict(state="pending", pending=["002", "003"], applied=["001"], message=None)
-    whole = ms.parse_command(0, output, ms.compile_regex(r"^PENDING", "p"))
+    whole = ms.parse_command(0, output, _text.compile_regex(r"^PENDING", "p"))
     assert whole["pending"] == ["PENDING 002 (x)", "PENDING 003"] and whole["applied"] == []
-    assert ms.parse_command(0, "APPLIED 001\n", ms.compile_regex("^PENDING", "p"))["state"] == "up_to_date"
-    failed = ms.parse_command(2, "boom\n", ms.compile_regex("^PENDING", "p"))
+    assert ms.parse_command(0, "APPLIED 001\n", _text.compile_regex("^PENDING", "p"))["state"] == "up_to_date"
+    failed = ms.parse_command(2, "boom\n", _text.compile_regex("^PENDING", "p"))
     assert failed["state"] == "error" and "exited with code 2: boom" in failed["message"]
     with pytest.raises(SafeshipError, match="pending_regex is not a valid regular expression"):
-        ms.compile_regex("(", "pending_regex")
-
-
-def test_redactor_masks_values_and_url_passwords():
-    redact = ms.Redactor(["postgresql://shop:p%40ss-w0rd@db:5432/shop", "hunter22", "", None])
-    text = redact("url postgresql://shop:p%40ss-w0rd@db:5432/shop and p%40ss-w0rd and hunter22")
-    assert text == "url ******** and ******** and ********"
-    assert redact.contains_secret("--password=hunter22") and not redact.contains_secret("safe")
+        _text.compile_regex("(", "pending_regex")
 
 
 def params(**values):
-    base = dict(tool="laravel", chdir=None, environment={}, php_binary="php", artisan_args=[],
+    base = dict(tool="laravel", chdir=None, env={}, php_binary="php", artisan_args=[],
                 prisma_binary=None, schema=None, command=None, pending_regex=None, applied_regex=None,
-                timeout=300, fail_on=["error"])
+                timeout=300.0, fail_on=["error"])
     base.update(values)
     return base
 
 
-class Recorder(object):
-    def __init__(self, rc, output, timed_out=False):
-        self.answer = (rc, output, timed_out)
-        self.calls = []
-
-    def __call__(self, argv, cwd, env, timeout):
-        self.calls.append(dict(argv=argv, cwd=cwd, env=env, timeout=timeout))
-        return self.answer
-
-
 def status(tmp_path, rc, output, timed_out=False, check_mode=False, **values):
+    """(action, runner): the action's status command answers (rc, output), or times out after printing output."""
     module = FakeModule(params(**dict(dict(chdir=str(tmp_path)), **values)), check_mode=check_mode)
-    runner = CommandRunner(module)
-    recorder = Recorder(rc, output, timed_out)
-    return ms.MigrationStatus(module, runner, run=recorder), runner, recorder
+    answer = (rc, output)
+    if timed_out:
+        def answer(call):
+            return CommandTimeout(call["argv"], call["timeout"], rc, output)
+    runner = ScriptedRunner(module, [answer])
+    return ms.MigrationStatus(module, runner), runner
 
 
 def laravel_app(tmp_path):
@@ -348,15 +336,15 @@ def laravel_app(tmp_path):
 
 def test_run_laravel_not_installed_lists_files_and_env(tmp_path):
     laravel_app(tmp_path)
-    action, runner, recorder = status(tmp_path, 1, "Migration table not found.\n", check_mode=True,
-                                      environment={"DB_PASSWORD": "hunter22", "DB_PORT": 5432})
+    action, runner = status(tmp_path, 1, "Migration table not found.\n", check_mode=True,
+                            env={"DB_PASSWORD": "hunter22", "DB_PORT": 5432})
     result = action.run()
     assert result["state"] == "not_installed" and result["changed"] is False
     assert result["pending"] == ["2014_10_12_000000_create_users_table", "2021_01_01_000000_create_notes_table"]
     assert result["counts"] == dict(pending=2, applied=0, failed=0, total=2)
-    call = recorder.calls[0]
+    call = runner.calls[0]
     assert call["argv"] == ["/usr/bin/php", "artisan", "migrate:status", "--no-ansi", "--no-interaction"]
-    assert call["cwd"] == str(tmp_path) and call["timeout"] == 300
+    assert call["cwd"] == str(tmp_path) and call["timeout"] == 300 and call["merge_output"] is True
     assert call["env"]["DB_PASSWORD"] == "hunter22" and call["env"]["DB_PORT"] == "5432"
     assert call["env"]["LANG"] == "C" and call["env"]["NO_COLOR"] == "1"
     assert runner.executed_commands == ["/usr/bin/php artisan migrate:status --no-ansi --no-interaction"]
@@ -365,31 +353,32 @@ def test_run_laravel_not_installed_lists_files_and_env(tmp_path):
 def test_run_error_fails_by_default_with_secrets_masked(tmp_path):
     laravel_app(tmp_path)
     output = "SQLSTATE[HY000] [1045] Access denied for user 'shop' (password hunter22) (SQL: select 1)\n"
-    action, _runner, _rec = status(tmp_path, 1, output, environment={"DB_PASSWORD": "hunter22"})
+    action, _runner = status(tmp_path, 1, output, env={"DB_PASSWORD": "hunter22"})
     with pytest.raises(SafeshipError) as caught:
         action.run()
     assert "Migration status unknown" in caught.value.msg and "Access denied" in caught.value.msg
     assert "hunter22" not in repr(caught.value.msg) + repr(caught.value.details)
     assert caught.value.details["state"] == "error" and caught.value.details["changed"] is False
-    action, _runner, _rec = status(tmp_path, 1, output, environment={"DB_PASSWORD": "hunter22"}, fail_on=[])
+    action, _runner = status(tmp_path, 1, output, env={"DB_PASSWORD": "hunter22"}, fail_on=[])
     result = action.run()
     assert result["state"] == "error" and "********" in result["stdout_tail"]
 
 
 def test_run_refuses_secret_in_argv(tmp_path):
     laravel_app(tmp_path)
-    action, _runner, recorder = status(tmp_path, 0, "", environment={"DB_PASSWORD": "hunter22"},
-                                       artisan_args=["--password=hunter22"])
+    action, runner = status(tmp_path, 0, "", env={"DB_PASSWORD": "hunter22"}, artisan_args=["--password=hunter22"])
     with pytest.raises(SafeshipError, match="secrets travel in the environment only"):
         action.run()
-    assert recorder.calls == []
+    assert runner.calls == [] and runner.executed_commands == []
 
 
 def test_run_timeout_is_error(tmp_path):
-    action, _runner, _rec = status(tmp_path, -9, "", timed_out=True, tool="command", command=["./slow"],
-                                   pending_regex="x", timeout=5, fail_on=[])
+    action, runner = status(tmp_path, -15, "PENDING 1\n", timed_out=True, tool="command", command=["./slow"],
+                            pending_regex="PENDING", timeout=2.5, fail_on=[])
     result = action.run()
-    assert result["state"] == "error" and "within 5 s (timeout)" in result["message"]
+    assert result["state"] == "error" and "./slow did not finish within 2.5 s (timeout)" in result["message"]
+    assert result["pending"] == [] and result["stdout_tail"] == "PENDING 1" and result["status_rc"] == -15
+    assert runner.calls[0]["timeout"] == 2.5
 
 
 def test_run_prisma_local_migrations_and_binary(tmp_path):
@@ -398,40 +387,39 @@ def test_run_prisma_local_migrations_and_binary(tmp_path):
         (migrations / name).mkdir(parents=True)
         (migrations / name / "migration.sql").write_text("")
     url = "postgresql://shop:s3cret@db:5432/shop"
-    action, runner, recorder = status(tmp_path, *PRISMA["pending_one"], tool="prisma",
-                                      environment={"DATABASE_URL": url})
+    action, runner = status(tmp_path, *PRISMA["pending_one"], tool="prisma", env={"DATABASE_URL": url})
     result = action.run()
     assert result["state"] == "pending" and result["pending"] == ["20240501093000_add_orders"]
     assert result["applied"] == ["20240101000000_init", "20240415000000_add_index"]
     assert result["counts"] == dict(pending=1, applied=2, failed=0, total=3)
     # no node_modules/.bin/prisma: npx, never installing
-    assert recorder.calls[0]["argv"] == ["/usr/bin/npx", "--no-install", "prisma", "migrate", "status"]
-    assert recorder.calls[0]["env"]["DATABASE_URL"] == url
+    assert runner.calls[0]["argv"] == ["/usr/bin/npx", "--no-install", "prisma", "migrate", "status"]
+    assert runner.calls[0]["env"]["DATABASE_URL"] == url
 
     binary = tmp_path / "node_modules" / ".bin" / "prisma"
     binary.parent.mkdir(parents=True)
     binary.write_text("#!/bin/sh\n")
     binary.chmod(0o755)
-    action, _runner, recorder = status(tmp_path, *PRISMA["failed"], tool="prisma", schema="prisma/schema.prisma",
-                                       fail_on=["error", "failed"])
+    action, runner = status(tmp_path, *PRISMA["failed"], tool="prisma", schema="prisma/schema.prisma",
+                            fail_on=["error", "failed"])
     with pytest.raises(SafeshipError) as caught:
         action.run()
-    assert recorder.calls[0]["argv"] == [str(binary), "migrate", "status", "--schema", "prisma/schema.prisma"]
+    assert runner.calls[0]["argv"] == [str(binary), "migrate", "status", "--schema", "prisma/schema.prisma"]
     assert caught.value.details["failed_migrations"] == ["20240501093000_add_orders"]
     assert caught.value.details["applied"] == ["20240101000000_init", "20240415000000_add_index"]
 
-    action, _runner, _rec = status(tmp_path, *PRISMA["not_managed"], tool="prisma", fail_on=[])
+    action, _runner = status(tmp_path, *PRISMA["not_managed"], tool="prisma", fail_on=[])
     result = action.run()
     assert result["state"] == "not_installed" and len(result["pending"]) == 3 and result["applied"] == []
 
 
 def test_run_bad_input(tmp_path):
-    action, _runner, _rec = status(tmp_path, 0, "", chdir=str(tmp_path / "nope"))
+    action, _runner = status(tmp_path, 0, "", chdir=str(tmp_path / "nope"))
     with pytest.raises(SafeshipError, match="is not a directory"):
         action.run()
-    action, _runner, _rec = status(tmp_path, 0, "")
+    action, _runner = status(tmp_path, 0, "")
     with pytest.raises(SafeshipError, match="no artisan file"):
         action.run()
-    action, _runner, _rec = status(tmp_path, 0, "", tool="command", command=["x"], pending_regex="x", timeout=0)
+    action, _runner = status(tmp_path, 0, "", tool="command", command=["x"], pending_regex="x", timeout=0)
     with pytest.raises(SafeshipError, match="timeout must be a positive"):
         action.run()

@@ -17,7 +17,7 @@ TEAMS_URL = ("https://prod-01.westeurope.logic.azure.com:443/workflows/0a1b2c3d4
 
 
 def params(**overrides):
-    base = dict(_notify.notify_argument_spec())
+    base = dict(_notify.argument_spec())
     values = dict((name, spec.get("default")) for name, spec in base.items())
     values.update(service="slack", url=SLACK_URL, event="success", app="shop", environment="production",
                   version="1.4.2")
@@ -230,14 +230,14 @@ def test_success_first_time():
 def test_transient_failures_are_retried_with_doubling_delay():
     script = Script(http_error(500), URLError(ConnectionRefusedError(111, "refused")), socket.timeout("timed out"),
                     FakeResponse(202, b""))
-    outcome = post(script, retries=3, retry_delay=2)
+    outcome = post(script, retries=3, delay=2)
     assert outcome.sent and outcome.attempts == 4 and outcome.status == 202
     assert script.sleeps == [2, 4, 8]
 
 
 def test_backoff_is_capped():
     script = Script(*[http_error(503) for dummy in range(4)])
-    outcome = post(script, retries=3, retry_delay=20)
+    outcome = post(script, retries=3, delay=20)
     assert not outcome.sent and outcome.attempts == 4
     assert script.sleeps == [20, 30.0, 30.0]
     assert outcome.error.startswith("HTTP 503 Reason: nope")
@@ -253,7 +253,7 @@ def test_client_errors_are_not_retried():
 def test_429_honours_retry_after_within_the_cap():
     script = Script(http_error(429, headers={"Retry-After": "7"}), http_error(429, headers={"Retry-After": "900"}),
                     FakeResponse(200))
-    outcome = post(script, retries=2, retry_delay=1)
+    outcome = post(script, retries=2, delay=1)
     assert outcome.sent and script.sleeps == [7.0, 30.0]
 
 
@@ -284,19 +284,19 @@ class Module(object):
         self.warnings.append(text)
 
 
-def test_run_notify_check_mode_sends_nothing_and_reports_a_change():
+def test_run_check_mode_sends_nothing_and_reports_a_change():
     script = Script()
     module = Module(check_mode=True)
-    result = _notify.run_notify(module, opener=script, sleep=script.sleep, now=NOW)
+    result = _notify.run(module, opener=script, sleep=script.sleep, now=NOW)
     assert result["changed"] is True and result["sent"] is False and result["tries"] == 0
     assert script.calls == [] and module.warnings == []
     assert result["payload"]["text"] == "Deploy succeeded: shop 1.4.2 (production)"
 
 
-def test_run_notify_failure_warns_without_the_secret():
+def test_run_failure_warns_without_the_secret():
     script = Script(http_error(403, b"invalid_token for /services/T000/B000/s3cr3t-xyz"))
     module = Module(retries=0)
-    result = _notify.run_notify(module, opener=script, sleep=script.sleep, now=NOW)
+    result = _notify.run(module, opener=script, sleep=script.sleep, now=NOW)
     assert result["changed"] is False and result["sent"] is False and result["status"] == 403
     assert len(module.warnings) == 1
     for text in (module.warnings[0], result["error"], result["response"]):
@@ -305,25 +305,25 @@ def test_run_notify_failure_warns_without_the_secret():
     assert "HTTP 403" in module.warnings[0] and "(after 1 attempt)" in module.warnings[0]
 
 
-def test_run_notify_fail_on_error_raises_with_the_details():
+def test_run_fail_on_error_raises_with_the_details():
     script = Script(http_error(500), http_error(500))
-    module = Module(retries=1, retry_delay=0, fail_on_error=True)
+    module = Module(retries=1, delay=0, fail_on_error=True)
     with pytest.raises(SafeshipError) as caught:
-        _notify.run_notify(module, opener=script, sleep=script.sleep, now=NOW)
+        _notify.run(module, opener=script, sleep=script.sleep, now=NOW)
     assert "was not sent to https://hooks.slack.com/…" in caught.value.msg
     assert caught.value.details["tries"] == 2 and caught.value.details["sent"] is False
     assert module.warnings == []
 
 
-def test_run_notify_bad_url_is_a_delivery_problem_even_in_check_mode():
+def test_run_bad_url_is_a_delivery_problem_even_in_check_mode():
     script = Script()
     module = Module(check_mode=True, url="hooks.slack.com/services/T000/B000/s3cr3t-xyz")
-    result = _notify.run_notify(module, opener=script, sleep=script.sleep, now=NOW)
+    result = _notify.run(module, opener=script, sleep=script.sleep, now=NOW)
     assert result["changed"] is False and result["sent"] is False and script.calls == []
     assert "must start with https://" in result["error"] and "s3cr3t" not in module.warnings[0]
 
 
-@pytest.mark.parametrize("name, value", [("timeout", 0), ("retries", -1), ("retry_delay", -0.5)])
-def test_run_notify_refuses_impossible_settings(name, value):
+@pytest.mark.parametrize("name, value", [("timeout", 0), ("retries", -1), ("delay", -0.5)])
+def test_run_refuses_impossible_settings(name, value):
     with pytest.raises(SafeshipError, match=name):
-        _notify.run_notify(Module(**{name: value}), opener=Script(), sleep=lambda s: None)
+        _notify.run(Module(**{name: value}), opener=Script(), sleep=lambda s: None)

@@ -13,6 +13,8 @@ import pytest
 
 from ansible_collections.safeship.webapp.plugins.module_utils import _pm2 as pm2
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError
+from ansible_collections.safeship.webapp.plugins.module_utils._health import HealthFailure
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
 
 BANNER = """
                         -------------
@@ -355,6 +357,74 @@ def test_a_watched_pid_that_dies_is_a_crash_found_by_the_next_poll():
     assert clock.now < 2.0
 
 
+class Probe(object):
+    """The health checks' probe(): each answer in turn (True, False, or an exception), the last one forever."""
+
+    def __init__(self, clock, *answers):
+        self.clock = clock
+        self.answers = list(answers)
+        self.times = []
+
+    def __call__(self):
+        self.times.append(self.clock.now)
+        answer = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def pending(self):
+        return "GET http://127.0.0.1:3000/health: connection refused by 127.0.0.1:3000 (nothing listening?)"
+
+
+def test_health_probed_through_the_window_ends_it_only_once_the_window_has_passed():
+    clock = Clock()
+    probe = Probe(clock, True)
+    listing = [proc(pid=20)]
+    result = pm2.wait_until_stable(polls(listing), {"web": {"count": 1, "old_pids": set()}}, 60, 2.0, clock,
+                                   clock.sleep, pids_alive=lambda pids: True, probe=probe, pending=probe.pending)
+    assert result == listing and 2.0 <= clock.now < 2.5
+    # probed again and again while the window runs, not once
+    assert len(probe.times) >= 8 and probe.times[0] == 0.0
+
+
+def test_a_check_that_has_not_passed_keeps_it_waiting_past_the_window():
+    clock = Clock()
+    probe = Probe(clock, *([False] * 20 + [True]))
+    pm2.wait_until_stable(polls([proc(pid=20)]), {"web": {"count": 1, "old_pids": set()}}, 60, 2.0, clock,
+                          clock.sleep, pids_alive=lambda pids: True, probe=probe, pending=probe.pending)
+    assert clock.now >= 20 * pm2.POLL_INTERVAL > 2.0 and len(probe.times) >= 21
+
+
+def test_a_check_that_never_passes_fails_at_the_timeout_saying_what_it_got():
+    clock = Clock()
+    probe = Probe(clock, False)
+    with pytest.raises(pm2._WaitFailure) as err:
+        pm2.wait_until_stable(polls([proc(pid=20)]), {"web": {"count": 1, "old_pids": set()}}, 10, 2.0, clock,
+                              clock.sleep, pids_alive=lambda pids: True, probe=probe, pending=probe.pending)
+    assert err.value.msg == ("app web is online, but its health checks did not pass within 10 s: GET "
+                             "http://127.0.0.1:3000/health: connection refused by 127.0.0.1:3000 (nothing "
+                             "listening?).")
+    assert 10 <= clock.now < 11
+
+
+def test_a_failing_probe_ends_the_wait_at_once():
+    clock = Clock()
+    probe = Probe(clock, False, False, HealthFailure("GET http://127.0.0.1:3000/health answered with status 500"))
+    with pytest.raises(HealthFailure):
+        pm2.wait_until_stable(polls([proc(pid=20)]), {"web": {"count": 1, "old_pids": set()}}, 60, 20.0, clock,
+                              clock.sleep, pids_alive=lambda pids: True, probe=probe, pending=probe.pending)
+    assert clock.now < 1.0 and len(probe.times) == 3
+
+
+def test_health_is_not_probed_before_every_instance_is_up():
+    clock = Clock()
+    probe = Probe(clock, True)
+    poll = polls([proc(status="launching")], [proc(status="launching")], [proc(pid=20)])
+    pm2.wait_until_stable(poll, {"web": {"count": 1, "old_pids": set()}}, 60, 1.0, clock, clock.sleep,
+                          probe=probe, pending=probe.pending)
+    assert probe.times[0] >= 2 * pm2.POLL_INTERVAL
+
+
 # ---- ecosystem files ----------------------------------------------------------------------------------
 
 class LocalModule(object):
@@ -406,7 +476,8 @@ GOOD_YAML = """apps:
 def load(tmp_path, filename, text, **params):
     path = tmp_path / filename
     path.write_text(text)
-    app = pm2.Pm2App(LocalModule(tmp_path, ecosystem=str(path), **params))
+    module = LocalModule(tmp_path, ecosystem=str(path), **params)
+    app = pm2.Pm2App(module, CommandRunner(module))
     return str(path), app, lambda: app.load_ecosystem(os.path.abspath(PM2_BINARY))
 
 
@@ -489,7 +560,8 @@ def test_env_name_needs_its_block(tmp_path):
 
 
 def test_missing_ecosystem(tmp_path):
-    app = pm2.Pm2App(LocalModule(tmp_path, ecosystem=str(tmp_path / "nope.config.js")))
+    module = LocalModule(tmp_path, ecosystem=str(tmp_path / "nope.config.js"))
+    app = pm2.Pm2App(module, CommandRunner(module))
     with pytest.raises(SafeshipError) as err:
         app.load_ecosystem(PM2_BINARY)
     assert err.value.msg == "ecosystem %s is invalid: the file does not exist." % (tmp_path / "nope.config.js")

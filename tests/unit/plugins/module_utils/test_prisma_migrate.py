@@ -1,4 +1,4 @@
-"""prisma_migrate logic with the Prisma CLI replaced by recorded outputs (the seam is the run function):
+"""prisma_migrate logic with the Prisma CLI replaced by recorded outputs (the seam is the command runner):
 which commands run for each command and state, what is returned, the messages of a failed deploy
 (native engine P3018 and driver-adapter outputs), the resolve fallback, destructive refusals and
 secrets kept out of argv and output."""
@@ -9,9 +9,9 @@ import pytest
 
 from ansible_collections.safeship.webapp.plugins.module_utils import _prisma_migrate as pm
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandTimeout
 
-from .fake_module import FakeModule
+from .fake_module import FakeModule, ScriptedRunner
 
 A, B, C = "20250101000000_create_note", "20250201000000_note_pinned", "20250301000000_note_author"
 URL = "postgresql://app:p%40ss-w0rd@db.internal:5432/shop"
@@ -63,8 +63,8 @@ NO_ENGINE = (1, HEAD + "Error: Schema engine exited. Error: Could not find schem
 
 
 def params(**values):
-    base = dict(chdir=None, command="deploy", prisma_binary=None, schema=None, environment={}, database_url=URL,
-                timeout=900, resolve_migration=None, resolve_as=None, prisma_args=None, allow_destructive=False)
+    base = dict(chdir=None, command="deploy", prisma_binary=None, schema=None, env={}, database_url=URL,
+                timeout=900.0, resolve_migration=None, resolve_as=None, prisma_args=None, allow_destructive=False)
     base.update(values)
     return base
 
@@ -76,14 +76,15 @@ class Script(object):
         self.answers = dict((key, list(value)) for key, value in answers.items())
         self.calls = []
 
-    def __call__(self, argv, cwd, env, timeout, data=None):
-        key = " ".join(argv[1:3])
-        self.calls.append(dict(argv=argv, key=key, cwd=cwd, env=env, timeout=timeout, data=data))
+    def __call__(self, call):
+        key = " ".join(call["argv"][1:3])
+        self.calls.append(dict(call, key=key))
+        assert call["merge_output"] is True
         queue = self.answers.get(key)
         if not queue:
-            raise AssertionError("unexpected command %s" % argv)
-        rc, output = queue.pop(0) if len(queue) > 1 else queue[0]
-        return rc, output, False
+            raise AssertionError("unexpected command %s" % call["argv"])
+        answer = queue.pop(0) if len(queue) > 1 else queue[0]
+        return answer(call) if callable(answer) else answer
 
     @property
     def keys(self):
@@ -107,9 +108,9 @@ def app(tmp_path, migrations=(A, B, C)):
 def make(tmp_path, answers, check_mode=False, **values):
     chdir = values.pop("chdir", None) or app(tmp_path)
     module = FakeModule(params(chdir=chdir, **values), check_mode=check_mode)
-    runner = CommandRunner(module)
     script = Script(answers)
-    return pm.PrismaMigrate(module, runner, run=script), runner, script
+    runner = ScriptedRunner(module, [script])
+    return pm.PrismaMigrate(module, runner), runner, script
 
 
 def failure(action):
@@ -231,7 +232,7 @@ def test_engine_download_gets_a_hint(tmp_path):
 
 def test_secrets_are_masked_in_every_text(tmp_path):
     leaky = (1, HEAD + "Error: P1001: Can't reach database server at %s (password %s)\n" % (URL, PASSWORD))
-    job, _runner, _script = make(tmp_path, {"migrate status": [leaky]}, environment={"API_TOKEN": "tok-123456"})
+    job, _runner, _script = make(tmp_path, {"migrate status": [leaky]}, env={"API_TOKEN": "tok-123456"})
     err = failure(job.run)
     no_secret(err.msg + err.details["stdout_tail"])
     assert "********" in err.details["stdout_tail"]
@@ -370,17 +371,19 @@ def test_missing_cli_names_the_path_and_the_fix(tmp_path):
 
 
 def test_timeout_is_an_error_naming_the_command(tmp_path):
-    job, _runner, _script = make(tmp_path, {})
-    job._run = lambda argv, cwd, env, timeout, data=None: (-9, "partial", True)
+    def slow(call):
+        return CommandTimeout(call["argv"], call["timeout"], -15, "partial output with %s" % PASSWORD)
+    job, _runner, _script = make(tmp_path, {"migrate status": [slow]}, timeout=1.5)
     err = failure(job.run)
-    assert "prisma migrate status did not finish within 900 s (timeout)" in err.msg
+    assert "prisma migrate status did not finish within 1.5 s (timeout)" in err.msg
+    assert err.details["prisma_rc"] == -15 and err.details["stdout_tail"] == "partial output with ********"
 
 
-def test_run_with_timeout_kills_the_group(tmp_path):
-    rc, output, timed_out = pm.run_with_timeout(["sh", "-c", "echo started; sleep 30"], str(tmp_path), None, 1)
-    assert timed_out and rc < 0 and "started" in output
-    rc, output, timed_out = pm.run_with_timeout(["cat"], str(tmp_path), None, 10, data="from stdin")
-    assert (rc, output, timed_out) == (0, "from stdin", False)
+def test_module_entry_point_runs_the_command(tmp_path):
+    module = FakeModule(params(chdir=app(tmp_path), command="status"))
+    runner = ScriptedRunner(module, [STATUS_UP])
+    assert pm.run(module, runner)["state"] == "up_to_date"
+    assert runner.executed_commands == ["%s migrate status" % runner.calls[0]["argv"][0]]
 
 
 def test_pure_parsers():

@@ -9,11 +9,12 @@ import time
 
 import pytest
 
+from ansible_collections.safeship.webapp.plugins.module_utils import _laravel
 from ansible_collections.safeship.webapp.plugins.module_utils import _tenant_migrate as tm
 from ansible_collections.safeship.webapp.plugins.module_utils._common import SafeshipError
-from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandRunner
+from ansible_collections.safeship.webapp.plugins.module_utils._runner import CommandTimeout
 
-from .fake_module import FakeModule
+from .fake_module import FakeModule, ScriptedRunner
 
 T = tm.Tenant
 
@@ -291,56 +292,20 @@ def test_masker():
     assert masker.contains_secret("--password=login-pw") and not masker.contains_secret("{database}")
 
 
-def test_output_tail():
-    text = "\n".join("line %d" % n for n in range(100))
-    assert tm.output_tail(text).splitlines() == ["line %d" % n for n in range(80, 100)]
-    long_line = "x" * 5000
-    tail = tm.output_tail(long_line)
-    assert tail.startswith("...") and len(tail) == 3 + tm.TAIL_BYTES
-
-
-def test_run_process_timeout_and_missing_program(tmp_path):
-    outcome = tm.run_process(["sh", "-c", "echo out; echo err >&2; exit 3"], str(tmp_path), dict(os.environ), None)
-    assert outcome["rc"] == 3 and outcome["output"] == "out\nerr\n" and not outcome["timed_out"]
-    outcome = tm.run_process(["sh", "-c", "echo started; sleep 30"], None, dict(os.environ), 0.5)
-    assert outcome["timed_out"] and outcome["rc"] < 0 and "started" in outcome["output"]
-    outcome = tm.run_process(["/nonexistent/program"], None, dict(os.environ), None)
-    assert outcome["rc"] == 127 and "cannot run /nonexistent/program" in outcome["output"]
-
-
-# ---------------------------------------------------------------- the up-to-date check
-
-
-def test_mysql_check_script_and_parser():
-    script = tm.mysql_check_script(["db_a", "db_b"], "migrations")
-    assert "table_schema IN ('db_a', 'db_b')" in script and "UNION ALL" in script
-    assert "PREPARE safeship_s FROM @safeship_q" in script
-    with pytest.raises(SafeshipError):
-        tm.mysql_check_script(["db'; DROP DATABASE x; --"], "migrations")
-    output = "T\tdb_a\nT\tdb_b\nM\tdb_a\t2020_one\nM\tdb_a\t2020_two\n"
-    assert tm.parse_mysql_check(output) == {"db_a": ["2020_one", "2020_two"], "db_b": []}
-
-
-def test_psql_check_script_and_parser():
-    script = tm.psql_check_script(["db_a", "db_b"], "migrations")
-    assert script.splitlines()[:3] == ["\\echo '@@safeship-tenant db_a'", "\\connect db_a",
-                                       "SELECT '@@safeship-ok' UNION ALL SELECT migration FROM \"migrations\";"]
-    # db_a: ok with two; db_b: the query failed (no marker); db_c: ok and empty
-    output = ("@@safeship-tenant db_a\n@@safeship-ok\n2020_one\n2020_two\n@@safeship-tenant db_b\n"
-              "@@safeship-tenant db_c\n@@safeship-ok\n")
-    assert tm.parse_psql_check(output) == {"db_a": ["2020_one", "2020_two"], "db_c": []}
-
-
 def test_migration_files(tmp_path):
     folder = tmp_path / "database" / "migrations" / "tenant"
     folder.mkdir(parents=True)
     for name in ("2020_b.php", "2020_a.php", "README.md"):
         (folder / name).write_text("")
     (folder / "sub.php").mkdir()
-    assert tm.migration_files(str(tmp_path), ["database/migrations/tenant"]) == ["2020_a", "2020_b"]
+    assert _laravel.migration_files(["database/migrations/tenant"], str(tmp_path), "migrations_path") == [
+        "2020_a", "2020_b"]
     with pytest.raises(SafeshipError) as err:
-        tm.migration_files(str(tmp_path), ["nope"])
-    assert "is not a directory" in err.value.msg
+        _laravel.migration_files(["nope"], str(tmp_path), "migrations_path")
+    assert err.value.msg == "migrations_path %s is not a directory (relative paths are taken from chdir %s)." % (
+        tmp_path / "nope", tmp_path)
+    # without an option to blame, what is not there is skipped (migration_status lists what it finds)
+    assert _laravel.migration_files([str(folder / "2020_a.php"), str(tmp_path / "nope")]) == ["2020_a"]
 
 
 # ---------------------------------------------------------------- the state file
@@ -385,27 +350,33 @@ def params(**values):
 
 
 class FakeProcesses(object):
-    def __init__(self, fail=()):
+    """The tenants' commands, as the scripted runner's answer: a tenant in fail exits 1, one in slow times out."""
+
+    def __init__(self, fail=(), slow=()):
         self.fail = set(fail)
+        self.slow = set(slow)
         self.calls = []
         self.lock = threading.Lock()
 
-    def __call__(self, argv, cwd, env, timeout):
+    def __call__(self, call):
+        argv, env = call["argv"], call["env"]
+        assert call["merge_output"] is True
         with self.lock:
-            self.calls.append((argv, cwd, dict((k, env[k]) for k in ("DB_DATABASE", "DB_PASSWORD", "PGPASSWORD")
-                                               if k in env)))
+            self.calls.append((argv, call["cwd"], dict((k, env[k]) for k in ("DB_DATABASE", "DB_PASSWORD", "PGPASSWORD")
+                                                       if k in env)))
         tenant = argv[-1].split("=")[-1]
+        if tenant in self.slow:
+            return CommandTimeout(argv, call["timeout"], -15, "tenant %s started (password %s)"
+                                  % (tenant, env.get("DB_PASSWORD")))
         if tenant in self.fail:
-            return dict(rc=1, output="tenant %s: password %s rejected" % (tenant, env.get("DB_PASSWORD")),
-                        timed_out=False, duration=0.01)
-        return dict(rc=0, output="migrated %s" % tenant, timed_out=False, duration=0.01)
+            return 1, "tenant %s: password %s rejected" % (tenant, env.get("DB_PASSWORD"))
+        return 0, "migrated %s" % tenant
 
 
-def action(check_mode=False, fail=(), outputs=None, **values):
+def action(check_mode=False, fail=(), slow=(), outputs=None, **values):
     module = FakeModule(params(**values), check_mode=check_mode, outputs=outputs)
-    module.warn = lambda text: None
-    processes = FakeProcesses(fail)
-    return tm.TenantMigrate(module, CommandRunner(module), run=processes), processes
+    processes = FakeProcesses(fail, slow)
+    return tm.TenantMigrate(module, ScriptedRunner(module, [processes])), processes
 
 
 ARGS = dict(tenants=["a", "b", "c"], database_template="tenant_{tenant}",
@@ -423,8 +394,12 @@ def test_action_runs_every_tenant_with_rendered_argv_and_env():
          {"DB_DATABASE": "tenant_%s" % t, "DB_PASSWORD": "pw-123"}) for t in "abc"]
     assert result["summary"] == dict(total=3, ok=3, failed=0, timeout=0, skipped=0, not_run=0, runs=3,
                                      duration=result["summary"]["duration"], concurrency=4, batch_size=1)
-    assert result["results"][0] == dict(tenant="a", database="tenant_a", status="ok", rc=0, duration=0.01,
-                                        output_tail="migrated a")
+    first = result["results"][0]
+    assert first.pop("duration") >= 0
+    assert first == dict(tenant="a", database="tenant_a", status="ok", rc=0, output_tail="migrated a")
+    # every command that ran is returned, in the order it started
+    assert sorted(migrate.runner.executed_commands) == [
+        "/usr/bin/php artisan tenants:migrate --tenants=%s" % t for t in "abc"]
 
 
 def test_action_failure_names_tenants_and_masks_secrets():
@@ -532,3 +507,35 @@ def test_tenants_query_login_password_stays_out_of_the_commands():
     assert [r["database"] for r in result["results"]] == ["db_a", "db_b"]
     # the tenant commands get env, not the module's own database login
     assert all("PGPASSWORD" not in env for _argv, _cwd, env in processes.calls) and len(processes.calls) == 2
+    # the query and the commands are all in executed_commands, the password in none
+    commands = migrate.runner.executed_commands
+    assert len(commands) == 3 and "SELECT id, database FROM tenants" in commands[0]
+    assert "login-secret" not in json.dumps(commands) + json.dumps(result)
+
+
+def test_a_timed_out_tenant_is_reported_with_its_output_masked():
+    migrate, _processes = action(slow=["b"], timeout=2.5, **ARGS)
+    with pytest.raises(SafeshipError) as err:
+        migrate.run()
+    assert "b (timed out after 2.5 s)" in err.value.msg
+    entry = err.value.details["results"][1]
+    assert (entry["status"], entry["rc"], entry["output_tail"]) == ("timeout", -15, "tenant b started (password ********)")
+
+
+def test_a_command_that_cannot_start_is_exit_127():
+    def missing(call):
+        raise SafeshipError("cannot run %s: No such file or directory" % call["argv"][0])
+    module = FakeModule(params(**ARGS))
+    migrate = tm.TenantMigrate(module, ScriptedRunner(module, [missing]))
+    with pytest.raises(SafeshipError) as err:
+        migrate.run()
+    entry = err.value.details["results"][0]
+    assert entry["rc"] == 127 and entry["output_tail"] == "cannot run /usr/bin/php: No such file or directory"
+
+
+def test_sqlite_tenants_are_absolute_paths():
+    tenants = tm.tenants_from_list(["a", {"id": "b", "database": "/srv/b.sqlite"}], "/srv/tenant_{tenant}.sqlite",
+                                   "sqlite")
+    assert [t.database for t in tenants] == ["/srv/tenant_a.sqlite", "/srv/b.sqlite"]
+    with pytest.raises(SafeshipError, match="must be the absolute path of a SQLite file"):
+        tm.tenants_from_list(["a"], "tenant_{tenant}", "sqlite")
