@@ -4,11 +4,10 @@ deprecation (removal in 2.0.0): migration_status and prisma_migrate `environment
 ansible-playbook with module_defaults of the action groups, where a playbook written for the old names keeps
 running and says what to change."""
 
-import socket
-
 import pytest
 
 from helpers.playbooks import Playbook, succeeded
+from helpers.ports import free_port as closed_port
 
 REMOVED_IN = "2.0.0"
 
@@ -26,12 +25,6 @@ def deprecations(result):
 def alias_deprecated(name):
     return [("Alias '%s' is deprecated. See the module docs for more information" % name, REMOVED_IN,
              "safeship.webapp")]
-
-
-def closed_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture()
