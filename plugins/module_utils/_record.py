@@ -770,10 +770,7 @@ REQUIRED_IF = [["state", "present", ["record"]]]
 
 
 def run(module, runner=None):
-    """The deploy_record module's action (it runs no program: runner is unused). In-process callers may pass
-    the parameters alone instead of the module (no check mode, no diff)."""
-    if isinstance(module, dict):
-        return manage(module)
+    """The deploy_record module's action (it runs no program: runner is unused)."""
     return manage(module.params, check_mode=module.check_mode, diff=module._diff)
 
 

@@ -196,7 +196,7 @@ def test_concurrent_module_runs_never_lose_a_record(run_module, tmp_path):
 def _appender(app_root, worker, count, errors):
     try:
         for number in range(count):
-            _record.run(dict(app_root=app_root, state="present", record=make_record(
+            _record.manage(dict(app_root=app_root, state="present", record=make_record(
                 "w%d-%03d" % (worker, number), started="2024-05-01T10:00:00Z", finished=None,
                 changes=["%d/%d %s" % (worker, number, "y" * 1900)])))
     except Exception as exc:  # pylint: disable=broad-except
