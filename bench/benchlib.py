@@ -285,10 +285,19 @@ def describe_code(code, baseline):
     return code.describe() + (("; baseline: " + baseline.describe()) if baseline else "")
 
 
+def ansible_version():
+    """'ansible-playbook [core 2.19.x]' (the warnings it may print first go to stderr, left out)."""
+    try:
+        out = subprocess.run([os.path.join(VENV_BIN, "ansible-playbook"), "--version"], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, universal_newlines=True, check=False).stdout
+    except OSError:
+        return "?"
+    return next((line.strip() for line in out.splitlines() if line.startswith("ansible-playbook")), "?")
+
+
 def versions(pm2):
     """Tool versions for the report."""
-    return dict(node=first_line(["node", "--version"]), pm2=pm2_version(pm2),
-                ansible=first_line([os.path.join(VENV_BIN, "ansible-playbook"), "--version"]))
+    return dict(node=first_line(["node", "--version"]), pm2=pm2_version(pm2), ansible=ansible_version())
 
 
 def write_inventory(path, hosts, group="app"):
