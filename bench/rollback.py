@@ -1,222 +1,102 @@
 # -*- coding: utf-8 -*-
 # Copyright: safeship.webapp contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Rollback time and no-op redeploys of playbooks/deploy.yml, on the Node fixture app on PostgreSQL.
+"""No-op redeploys, rollbacks and bad releases of playbooks/deploy.yml and playbooks/rollback.yml, on the Node
+fixture app on PostgreSQL.
 
 Standalone: a throwaway PostgreSQL 15 server on a free loopback port, and sites of
-tests/helpers/deploy_site.NodeSite (the fixture app tests/fixtures/node_app deployed with
-playbooks/deploy.yml on local hosts, each with its own app root, pm2 daemon and port). Timed in one run:
+tests/helpers/deploy_site.NodeSite (the fixture app tests/fixtures/node_app on local hosts, each with its own app
+root, pm2 daemon and port), deployed by the playbooks of --code (default: this checkout) and, for the no-op
+comparison, of --baseline (a checkout of the previous code). Both run with this checkout's .venv, so only the
+collection's code differs. The role's own defaults apply everywhere (the health check too) unless
+--health-retries/--health-delay set them. Parts (--parts, default all), each timed in this one run:
 
-  1. rollback: time from a bad switch to the old release serving again (target <= 10 s).
-     r1 (1.0.0) is deployed healthy; then, --runs times, a bad release r2-N (2.0.0, the fixture's
-     `unhealthy` variant: it starts and says ready, /health answers 500) is deployed with
-     node_pm2_candidate_check=false, so it really serves before its health check fails and the role
-     switches back. A poller thread GETs /health every --interval-ms (new connection each, 2 s
-     timeout) and records (time, status, version). Measured from the first answer that is not
-     200 + 1.0.0 (the bad release serving) to the first 200 + 1.0.0 answer after the last bad one
-     (with two cluster workers the old and the new release answer in turns during a reload, so the
-     first good answer after the first bad one comes from the old worker still running, ~20 ms later:
-     that figure is in the JSON as first_good_after_first_bad). Failed requests during the whole deploy
-     are counted: non-200 answers and connection errors (refused, reset, timeout), apart.
-     Reference, on the same site with the same bad release: the by-hand runbook. `current` repointed at
-     the bad release and `pm2 reload shop-web` (the bad deploy), one GET /health (500), `current`
-     repointed at r1 and `pm2 reload shop-web` again, timed by the same poller. It starts the rollback
-     the moment the bad answer arrives, so it is the floor of a by-hand rollback: a person adds the time
-     to notice and type. Role and runbook alternate, the order rotated between runs.
-  2. no-op redeploy: the same release id again, everything already live and good, on 3 hosts
-     (app1, app2, app3) against 1 host (localhost): target ratio <= 1.3x. Each site deploys r1 once,
-     then the identical playbooks/deploy.yml run is timed --noop-runs times (order rotated; medians),
-     with deploy_serial 3 (one switch batch) and with each value of --serials. pm2 pids are compared
-     before and after every run: a no-op reloads nothing. Every run is profiled with the callback
-     bench/callback_plugins/bench_task_times.py (task start and per-host times), and the report says
-     where the time goes. Reference: a playbook with as many tasks of each kind doing nothing (set_fact,
-     stat), on 1 and on 3 hosts: what Ansible itself costs here per task for each extra host.
+  noop      No-op redeploy on one host: r1 again, everything live and good. Targets: at most 80 tasks started,
+            no stack build, migration or reload, and (with --baseline) at most 0.5x the time of the previous code,
+            its own site timed in the same run, the order rotated. The evidence, taken around every run: pm2 pids
+            (`pm2 jlist`), the rows of a table the migration command inserts into (node_pm2_migrate_command is a
+            psql INSERT), every npm call (an `npm` shim first on PATH) and pm2 command (node_pm2_pm2_binary is a
+            shim) the run made, and the inode and mtime of releases/r1/node_modules (npm ci replaces it). r1's
+            first deploy, untimed, shows the same evidence catching a real build, migration and start.
+  hosts     The same no-op on 3 hosts (app1..app3) against 1 host: target <= 1.3x, with deploy_serial 3 and each
+            value of --serials. Reference: a playbook with as many tasks of each kind doing nothing (set_fact,
+            stat), on 1 and on 3 hosts: what Ansible itself costs here per task for each extra host.
+  rollback  playbooks/rollback.yml to the previous good release (r2-N, 2.0.0 -> r1, 1.0.0, one host) against the
+            same rollback by hand: `current` relinked (atomic rename), `pm2 reload shop-web` (the app says ready:
+            wait_ready), one GET /health. Target <= 3x. Each run deploys r2-N (untimed); role and hand alternate,
+            the order rotated; before the second of them r2-N is made to serve again by hand (untimed).
+  bad       A bad release with the role's defaults: r1 deployed healthy, then a bad release r2-N (the fixture's
+            `unhealthy` variant: it starts and says ready, /health answers 500) deployed with
+            node_pm2_candidate_check=false, so it really serves before its health check fails and the role
+            switches back. A poller thread GETs /health every --interval-ms (new connection each, 2 s timeout).
+            Measured from the first answer that is not 200 + 1.0.0 to the first 200 + 1.0.0 answer after the last
+            bad one. Failed requests are counted (non-200 answers and connection errors apart). Reference: the
+            by-hand runbook on the same site with the same bad release (`current` -> bad + pm2 reload, one GET
+            (500), `current` -> r1 + pm2 reload), timed by the same poller: the floor of a by-hand rollback.
+            Targets: <= 10 s (judged on the max) and <= 2.5x the runbook (medians).
 
-Printed: a table per part and the targets with PASS/MISS. Exit 0 either way (a benchmark reports, it
-does not assert), 1 when a deploy itself fails (r1, a no-op, or a bad deploy that was not rolled back).
-Everything (pm2 daemons, the server, the temp dir) is removed at the end, also on errors, Ctrl-C and
-SIGTERM.
+Every playbook run is profiled with bench/callback_plugins/bench_task_times.py: the report says where the time
+goes (tasks, controller-only and module tasks, by task file, by action, the costliest tasks). Printed: a table per
+part and the targets with PASS/MISS. Exit 0 either way (a benchmark reports, it does not assert), 1 when a deploy
+itself fails (r1, a no-op, a rollback, or a bad deploy that was not rolled back). Everything (pm2 daemons, the
+server, the temp dir) is removed at the end, also on errors, Ctrl-C and SIGTERM.
 
-    .venv/bin/python bench/rollback.py                      # 3 rollback runs, 3 no-op runs per setup
-    .venv/bin/python bench/rollback.py --runs 1 --noop-runs 1 --serials ""   # smoke run, ~4 minutes
-    .venv/bin/python bench/rollback.py --parts rollback --health-retries 10 --health-delay 1   # role defaults
-    .venv/bin/python bench/rollback.py --parts noop --json noop.json
+    .venv/bin/python bench/rollback.py --baseline /work/baseline           # every part, medians of 3
+    .venv/bin/python bench/rollback.py --parts noop --baseline /work/baseline --json noop.json
+    .venv/bin/python bench/rollback.py --parts hosts,bad --runs 1 --noop-runs 1 --serials ''   # smoke run
+    .venv/bin/python bench/rollback.py --parts bad --health-retries 4 --health-delay 0.5        # a faster check
 """
 
 from __future__ import print_function
 
 import argparse
 import collections
-import contextlib
 import http.client
-import io
 import json
 import os
-import resource
-import signal
+import shlex
+import shutil
 import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from benchlib import BenchError, clean_up, first_line, log, machine, utc_stamp, write_json
+import yaml
+
+from benchlib import (ROOT, BenchError, Playbooks, begin, checkout_options, checkouts, clean_up, describe_code,
+                      first_line, flip, fmt, kind_cell, log, machine, median, must, profile, profile_summary, ratio,
+                      stop_leftovers, table, utc_stamp, verdict, versions, where_time_goes, write_inventory, write_json)
 from benchlib import run as run_bench
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from helpers.deploy_site import NodeSite  # noqa: E402 pylint: disable=wrong-import-position
+from helpers.deploy_site import NodeSite, psql_migration  # noqa: E402 pylint: disable=wrong-import-position
 from helpers.node_apps import PM2  # noqa: E402 pylint: disable=wrong-import-position
-from helpers.playbooks import Playbook  # noqa: E402 pylint: disable=wrong-import-position
 from helpers.releases import current_of  # noqa: E402 pylint: disable=wrong-import-position
-from helpers.servers import PostgresServer  # noqa: E402 pylint: disable=wrong-import-position
+from helpers.servers import PG_BIN, PostgresServer  # noqa: E402 pylint: disable=wrong-import-position
 from integration import seed  # noqa: E402 pylint: disable=wrong-import-position
 
-CALLBACKS = os.path.join(ROOT, "bench", "callback_plugins")
-CALLBACK = "bench_task_times"
 OLD, NEW = "1.0.0", "2.0.0"
 APP = "shop-web"  # NodeSite's pm2 app
-TARGETS = dict(rollback_seconds=10.0, noop_ratio=1.3)
+PARTS = ("noop", "hosts", "rollback", "bad")
+TARGETS = dict(noop_tasks=80, noop_ratio_to_baseline=0.5, hosts_ratio=1.3, rollback_ratio=3.0, bad_seconds=10.0,
+               bad_ratio=2.5)
 THREE = ("app1", "app2", "app3")
+HEALTH_VARS = ("node_pm2_health_retries", "node_pm2_health_delay")
+# The migration command of every deploy: one row per run, counted around each no-op.
+MIGRATION_TABLE = "bench_migration_runs"
+# pm2 commands that start, stop or reload apps (a no-op runs none of them)
+PM2_CHANGES = {"start", "reload", "restart", "stop", "delete", "startOrReload", "startOrRestart", "startOrGracefulReload",
+               "gracefulReload", "kill", "scale", "reset"}
 POLL_TIMEOUT = 2.0
 # Requests that start up to 1 s after a deploy ends are counted; polling goes on this long after it, so one
 # that hangs until the poller's timeout still ends (as a timeout) inside the samples.
 TAIL = 1.0 + POLL_TIMEOUT + 0.5
-# Actions that run on the controller only (no module process on the host).
-CONTROLLER_ACTIONS = {"set_fact", "include_tasks", "include_role", "import_tasks", "assert", "meta", "debug", "fail",
-                      "set_stats", "validate_argument_spec", "include_vars", "add_host", "group_by"}
 # The role's steps in a bad switch, in order, found by task name in the callback's lines (best effort:
 # a renamed task only drops its column).
 SWITCH_STEPS = [("switched", "Switch | Point current at the release"), ("reloaded", "Switch | Start or reload the apps"),
                 ("probe_failed", "Health | Probe each app"), ("back", "Switch back | Point current back"),
                 ("back_reloaded", "Switch back | Reload the apps"), ("back_healthy", "Health | Probe each app")]
-
-
-def pm2_version():
-    try:
-        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(PM2))), "package.json")) as handle:
-            return json.load(handle)["version"]
-    except (OSError, ValueError, KeyError):
-        return "?"
-
-
-def median(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-def fmt(value, spec="%.2f", none="-"):
-    return none if value is None else spec % value
-
-
-def table(header, rows):
-    rows = [tuple(str(c) for c in row) for row in rows]
-    widths = [max(len(row[i]) for row in [header] + rows) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths)).rstrip(), "  ".join("-" * w for w in widths)]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    return lines
-
-
-def task_file(path):
-    """'.../ansible_collections/safeship/webapp/roles/deploy/tasks/hook.yml:5' -> 'roles/deploy/tasks/hook.yml'."""
-    path = path.rsplit(":", 1)[0]
-    collection = os.path.join(".build", "collections", "ansible_collections", "safeship", "webapp") + os.sep
-    path = os.path.relpath(path, ROOT) if path.startswith(ROOT + os.sep) else path
-    return path[len(collection):] if path.startswith(collection) else path
-
-
-def play_label(name):
-    """'Deploy | Switch - a few hosts at a time' -> 'switch'."""
-    return name.split("|", 1)[-1].split(" - ", 1)[0].strip().lower()
-
-
-def git_state():
-    """The commit measured and the files that differed from it (others edit the checkout meanwhile)."""
-    def git(*args):
-        proc = subprocess.run(["git", "-C", ROOT] + list(args), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                              universal_newlines=True, check=False)
-        return proc.stdout.strip()
-    return dict(commit=git("rev-parse", "--short", "HEAD"),
-                modified=[line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-                          if line[3:].startswith(("roles/", "playbooks/", "plugins/"))])
-
-
-def kind_cell(kind):
-    """'7.5 s = 150 x 0.050 s' for a kind of task in the profile."""
-    if not kind:
-        return "-"
-    return "%.1f s = %d x %.3f s" % (kind["wall"], kind["tasks"], kind["per_task"])
-
-
-def verdict(value, target):
-    return "-" if value is None else ("PASS" if value <= target else "MISS")
-
-
-# ---- processes left behind ------------------------------------------------------------------
-# A Ctrl-C kills ansible-playbook (subprocess.run), but its workers run in sessions of their own and would
-# finish their task (a pm2 reload...) with nobody waiting. As a child subreaper this process inherits them,
-# and every other orphan below it (the pm2 and postgres daemons too), so the cleanup can stop them by pid.
-PR_SET_CHILD_SUBREAPER = 36
-
-
-def become_subreaper():
-    try:
-        import ctypes  # pylint: disable=import-outside-toplevel
-        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def own_children():
-    """[(pid, pgid)] of this process's live children (from /proc)."""
-    me = os.getpid()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as handle:
-                fields = handle.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[1]) == me and fields[0] != "Z":
-            found.append((int(name), int(fields[2])))
-    return found
-
-
-def reap():
-    while True:
-        try:
-            pid, dummy = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def stop_leftovers():
-    """Stop whatever still runs below this process (a child leading its own group: the whole group), then reap."""
-    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
-        children = own_children()
-        if not children:
-            break
-        log("stopping %d process(es) left behind: %s" % (len(children), " ".join(str(pid) for pid, dummy in children)))
-        for pid, pgid in children:
-            try:
-                if pgid == pid:
-                    os.killpg(pgid, sig)
-                else:
-                    os.kill(pid, sig)
-            except OSError:
-                pass
-        deadline = time.time() + 5
-        while own_children() and time.time() < deadline:
-            reap()
-            time.sleep(0.1)
-    reap()
 
 
 # ---- the poller ------------------------------------------------------------------------------
@@ -305,11 +185,11 @@ def recovery(samples, t_from, t_to):
     bad = [i for i, s in enumerate(window) if not good(s)]
     statuses = collections.Counter(str(s.status) for s in window if s.status is not None and s.status != 200)
     errors = collections.Counter(s.error for s in window if s.error)
-    versions = collections.Counter(s.version for s in window if s.status is not None)
+    versions_seen = collections.Counter(s.version for s in window if s.status is not None)
     gaps = [b.end - a.end for a, b in zip(window, window[1:])]
     result = dict(requests=len(window), failed=sum(statuses.values()) + sum(errors.values()),
                   non_200=dict(statuses), connection_errors=dict(errors), connection_errors_total=sum(errors.values()),
-                  versions=dict(versions), answers_not_old=len(bad),
+                  versions=dict(versions_seen), answers_not_old=len(bad),
                   poll_interval_max=round(max(gaps), 3) if gaps else None,
                   bad_seconds=None, back_seconds=None, first_good_after_first_bad=None, first_bad_at=None)
     if not bad:
@@ -324,109 +204,171 @@ def recovery(samples, t_from, t_to):
     return result
 
 
-# ---- the task times callback ------------------------------------------------------------------
-class TaskTimes(object):
-    """The JSON lines of bench_task_times for one playbook run."""
+# ---- evidence: what a run started --------------------------------------------------------------
+class Shims(object):
+    """Commands that note each call (working directory and arguments, one line) in NAME.log, then run the real one.
+    npm: first on the playbooks' PATH; pm2: given to the role as node_pm2_pm2_binary."""
 
-    def __init__(self, path):
-        self.events = []
-        if os.path.exists(path):
-            with open(path) as handle:
-                self.events = [json.loads(line) for line in handle if line.strip()]
-        marks = [e for e in self.events if e["ev"] in ("task", "play", "end")]
-        hosts = collections.defaultdict(list)
-        for event in self.events:
-            if event["ev"] == "host":
-                hosts[event["uuid"]].append(event)
-        self.tasks = []
-        self.plays = []
-        for index, event in enumerate(marks):
-            following = marks[index + 1]["t"] if index + 1 < len(marks) else event["t"]
-            if event["ev"] == "task":
-                self.tasks.append(dict(event, wall=following - event["t"], hosts=hosts.get(event["uuid"], [])))
-            elif event["ev"] == "play":
-                following = next((m["t"] for m in marks[index + 1:] if m["ev"] in ("play", "end")), event["t"])
-                self.plays.append(dict(name=event["name"], wall=following - event["t"]))
-        self.first = self.events[0]["t"] if self.events else None
-        self.last = self.events[-1]["t"] if self.events else None
+    def __init__(self, directory):
+        self.directory = directory
+        os.makedirs(directory)
+        for name, real in (("npm", shutil.which("npm")), ("pm2", PM2)):
+            if not real:
+                raise BenchError("%s is not on PATH" % name)
+            path = self.path(name)
+            with open(path, "w") as handle:
+                handle.write("#!/bin/sh\n# bench/rollback.py: note the call, then run the real %s\n"
+                             "printf '%%s\\t%%s\\n' \"$PWD\" \"$*\" >> %s\nexec %s \"$@\"\n"
+                             % (name, shlex.quote(path + ".log"), shlex.quote(real)))
+            os.chmod(path, 0o755)
 
-    def steps(self, names, after=None):
-        """[(label, end time of the task's first host result)] for names in order, each after the previous."""
-        found = []
-        since = after or 0
-        for label, needle in names:
-            hit = next((h for t in self.tasks if needle in t["name"] for h in t["hosts"]
-                        if h["end"] >= since and h["status"] != "skipped"), None)
-            if hit is None:
-                continue
-            found.append((label, hit["end"], hit["status"]))
-            since = hit["end"]
+    def path(self, name):
+        return os.path.join(self.directory, name)
+
+    def calls(self, name):
+        try:
+            with open(self.path(name) + ".log") as handle:
+                return [line.rstrip("\n").split("\t", 1)[-1] for line in handle]
+        except OSError:
+            return []
+
+
+class Site(object):
+    """A NodeSite deployed by one checkout; its playbook runs are timed and profiled."""
+
+    def __init__(self, bench, name, hosts, checkout):
+        self.bench = bench
+        self.name = name
+        self.checkout = checkout
+        self.database = "bench_" + name
+        seed.seed_postgres(bench.server, self.database, users=20, orders=50, invoices=10)
+        bench.server.execute("CREATE TABLE %s (at timestamptz NOT NULL DEFAULT now())" % MIGRATION_TABLE,
+                             dbname=self.database)
+        self.node = NodeSite(os.path.join(bench.workdir, name), bench.server, self.database, hosts=hosts)
+        bench.sites.append(self)
+        self.hosts = list(hosts)
+        self.deploys = 0
+
+    def vars(self):
+        """NodeSite's variables, with the role's own health check defaults unless the options set them, pm2 through
+        the shim, and a migration that counts its runs."""
+        more = dict(self.node.vars, node_pm2_pm2_binary=self.bench.shims.path("pm2"),
+                    node_pm2_migrate_command=psql_migration("INSERT INTO %s DEFAULT VALUES" % MIGRATION_TABLE))
+        for name in HEALTH_VARS:
+            more.pop(name, None)
+        more.update(self.bench.health_vars())
+        return more
+
+    def play(self, playbook, extra, label):
+        return self.bench.playbooks.run(self.checkout, playbook, self.node.playbook.inventory, extra,
+                                        label="%s-%s" % (self.name, label))
+
+    def deploy(self, release_id, version, variant="good", **more):
+        extra = dict(self.vars(), deploy_release_id=release_id, node_pm2_artifact=self.node.artifact(version, variant))
+        extra.update(more)
+        self.deploys += 1
+        return self.play("deploy.yml", extra, "deploy-%s" % release_id)
+
+    def rollback(self, **more):
+        extra = dict(self.vars())
+        extra.update(more)
+        return self.play("rollback.yml", extra, "rollback")
+
+    def deploy_r1(self, **more):
+        run = must(self.deploy("r1", OLD, **more), "deploying r1 (%s) on %s with %s" % (
+            OLD, ", ".join(self.hosts), self.checkout.label))
+        served = [self.served(h) for h in self.hosts]
+        if served != [(200, OLD)] * len(self.hosts):
+            raise BenchError("after deploying r1 the hosts serve %r" % served)
+        log("r1 deployed on %s (%s) in %.1f s, %d tasks" % (", ".join(self.hosts), self.checkout.label, run.seconds,
+                                                             len(run.times.tasks)))
+        return run
+
+    def served(self, host):
+        """(status, version) of GET /health, or (None, the error) when nothing answers."""
+        try:
+            return self.node.served(host)
+        except OSError as exc:
+            return None, str(exc)
+
+    def root(self, host):
+        return self.node.roots[host]
+
+    def pm2(self, host):
+        return self.node.pm2[host]
+
+    def port(self, host):
+        return self.node.ports[host]
+
+    def pids(self):
+        return {h: sorted(p for p, dummy, dummy2 in self.pm2(h).apps().get(APP, [])) for h in self.hosts}
+
+    def migrations(self):
+        return self.bench.server.execute("SELECT count(*) FROM %s" % MIGRATION_TABLE, dbname=self.database)[0][0]
+
+    def node_modules(self, release_id="r1"):
+        """{host: (inode, mtime) of releases/<id>/node_modules, or None}."""
+        found = {}
+        for host in self.hosts:
+            try:
+                st = os.stat(os.path.join(self.root(host), "releases", release_id, "node_modules"))
+                found[host] = (st.st_ino, st.st_mtime_ns)
+            except OSError:
+                found[host] = None
         return found
 
-    def changed(self):
-        return sorted({t["name"] for t in self.tasks for h in t["hosts"] if h["status"] == "changed"})
+    def state(self):
+        shims = self.bench.shims
+        return dict(pids=self.pids(), migrations=self.migrations(), node_modules=self.node_modules(),
+                    npm=len(shims.calls("npm")), pm2=len(shims.calls("pm2")))
 
-    def statuses(self):
-        return dict(collections.Counter(h["status"] for t in self.tasks for h in t["hosts"]))
+    def evidence(self, before, after):
+        """What a run started, from the states before and after it."""
+        shims = self.bench.shims
+        pm2_calls = shims.calls("pm2")[before["pm2"]:after["pm2"]]
+        words = collections.Counter(call.split()[0] if call.split() else "" for call in pm2_calls)
+        return dict(pids_unchanged=before["pids"] == after["pids"], pids_before=before["pids"], pids_after=after["pids"],
+                    migrations_run=after["migrations"] - before["migrations"],
+                    # None: no node_modules to compare (the role keeps them elsewhere)
+                    node_modules_unchanged=(before["node_modules"] == after["node_modules"]
+                                            if None not in after["node_modules"].values() else None),
+                    npm_calls=shims.calls("npm")[before["npm"]:after["npm"]], pm2_commands=dict(words),
+                    pm2_changing=sorted(w for w in words if w in PM2_CHANGES))
+
+    def close(self):
+        self.node.close()
 
 
-def short_action(action):
-    return action.rsplit(".", 1)[-1]
+def role_defaults(checkout, role):
+    """A role's defaults/main.yml of a checkout, for the report only ({} when it cannot be read)."""
+    try:
+        with open(checkout.path("roles", role, "defaults", "main.yml")) as handle:
+            return yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        log("the defaults of %s could not be read: %s" % (role, exc))
+        return {}
 
 
-def profile(runs):
-    """Medians over several runs of the same setup: per play, per kind of task, per task (file:line; a task
-    in a file included several times sums its runs), and the time no host was running anything."""
-    per_task = collections.defaultdict(list)
-    seen = collections.defaultdict(list)
-    names = {}
-    kinds = collections.defaultdict(list)
-    executions = collections.defaultdict(list)
-    plays = collections.defaultdict(list)
-    idle = []
-    host_results = []
-    startup = []
-    counts = []
-    for times, dummy in runs:
-        if not times.tasks:
-            continue
-        startup.append(times.first - times.start_at)
-        counts.append(len(times.tasks))
-        by_kind = collections.Counter()
-        runs_of_kind = collections.Counter()
-        by_task = collections.Counter()
-        times_seen = collections.Counter()
-        quiet = 0.0
-        for task in times.tasks:
-            key = task["path"] or task["name"]
-            action = short_action(task["action"])
-            names[key] = (task["name"], action)
-            by_task[key] += task["wall"]
-            times_seen[key] += 1
-            kind = "controller" if action in CONTROLLER_ACTIONS else "module"
-            by_kind[kind] += task["wall"]
-            runs_of_kind[kind] += 1
-            busy = max([h["end"] - h["t"] for h in task["hosts"]] or [0.0])
-            quiet += max(task["wall"] - busy, 0.0)
-        for key, wall in by_task.items():
-            per_task[key].append(wall)
-            seen[key].append(times_seen[key])
-        for kind, wall in by_kind.items():
-            kinds[kind].append(wall)
-            executions[kind].append(runs_of_kind[kind])
-        per_play = collections.Counter()
-        for play in times.plays:  # with serial, one line per batch: summed
-            per_play[play["name"]] += play["wall"]
-        for name, wall in per_play.items():
-            plays[name].append(wall)
-        host_results.append(sum(len(task["hosts"]) for task in times.tasks))
-        idle.append(quiet)
-    return dict(startup=median(startup), tasks=median(counts), no_host_busy=median(idle), host_tasks=median(host_results),
-                plays={k: median(v) for k, v in plays.items()},
-                kinds={k: dict(wall=median(v), tasks=median(executions[k]), per_task=median(v) / median(executions[k]))
-                       for k, v in kinds.items()},
-                per_task={k: dict(name=names[k][0], action=names[k][1], wall=median(v), times=median(seen[k]))
-                          for k, v in per_task.items()})
+def quiet(evidence):
+    """Whether a run started no build, migration or reload."""
+    return (evidence["pids_unchanged"] and evidence["migrations_run"] == 0 and not evidence["npm_calls"]
+            and not evidence["pm2_changing"] and evidence["node_modules_unchanged"] is not False)
+
+
+def evidence_cells(runs):
+    """Report cells for the evidence of several runs of a setup."""
+    pm2 = collections.Counter()
+    for e in runs:
+        pm2.update(e["pm2_commands"])
+    return ("same" if all(e["pids_unchanged"] for e in runs) else "CHANGED",
+            "%d" % sum(e["migrations_run"] for e in runs),
+            "%d" % sum(len(e["npm_calls"]) for e in runs),
+            "n/a" if any(e["node_modules_unchanged"] is None for e in runs)
+            else "same" if all(e["node_modules_unchanged"] for e in runs) else "CHANGED",
+            " ".join("%s:%d" % kv for kv in sorted(pm2.items())) or "none")
+
+
+EVIDENCE_HEADER = ("pm2 pids", "migrations run", "npm calls", "node_modules", "pm2 commands")
 
 
 # ---- the bench -------------------------------------------------------------------------------
@@ -437,41 +379,11 @@ class Bench(object):
         self.server = None
         self.sites = []
         self.poller = None
-        self.health = None
-        self.playbook_runs = 0
-        self.rollback = dict(role=[], hand=[])
-        self.noop = collections.OrderedDict()
-        self.noop_times = collections.defaultdict(list)
-        self.noop_changed = {}
-        self.noop_floor = None
-
-    # -- helpers
-    def site(self, name, hosts):
-        database = "bench_" + name
-        seed.seed_postgres(self.server, database, users=20, orders=50, invoices=10)
-        site = NodeSite(os.path.join(self.workdir, name), self.server, database, hosts=hosts)
-        self.sites.append(site)
-        return site
-
-    def playbook(self, site, release_id, version, variant="good", **more):
-        """site.deploy with the task times callback on; (process, seconds, TaskTimes)."""
-        self.playbook_runs += 1
-        path = os.path.join(self.workdir, "times-%03d.jsonl" % self.playbook_runs)
-        os.environ["BENCH_TASK_TIMES"] = path
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.time()
-        with contextlib.redirect_stdout(io.StringIO()):  # Playbook echoes ansible's output; it is in site's play/*.log
-            proc = site.deploy(release_id, version, variant, **more)
-        elapsed = time.time() - started
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        times = TaskTimes(path)
-        times.start_at = started
-        # CPU of ansible-playbook, its workers and the modules they ran (all waited for); not the pm2 daemons
-        times.cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-        return proc, elapsed, times
+        self.code = self.baseline = self.playbooks = self.shims = None
+        self.results = collections.OrderedDict()
 
     def health_vars(self):
-        """The role's health check during the bad deploy: NodeSite's (4 retries, 0.5 s apart) unless overridden."""
+        """The role's health check: its own defaults unless the options set them."""
         more = {}
         if self.args.health_retries is not None:
             more["node_pm2_health_retries"] = self.args.health_retries
@@ -479,92 +391,219 @@ class Bench(object):
             more["node_pm2_health_delay"] = self.args.health_delay
         return more
 
-    def health_label(self, site):
-        return "health check %s retries, %s s apart" % (
-            self.args.health_retries if self.args.health_retries is not None else site.vars["node_pm2_health_retries"],
-            self.args.health_delay if self.args.health_delay is not None else site.vars["node_pm2_health_delay"])
+    def health_label(self):
+        """'health check: 10 retries, 1 s apart (the role's defaults)', the defaults read from the code measured."""
+        defaults = role_defaults(self.code, "node_pm2")
+        retries, delay = self.args.health_retries, self.args.health_delay
+        return "health check: %s retries, %s s apart (%s)" % (
+            defaults.get(HEALTH_VARS[0], "?") if retries is None else retries,
+            defaults.get(HEALTH_VARS[1], "?") if delay is None else delay,
+            "the role's defaults" if retries is None and delay is None
+            else "set by --health-retries/--health-delay" if retries is not None and delay is not None
+            else "in part the role's defaults")
 
-    @staticmethod
-    def must(proc, what):
+    def site(self, name, hosts, checkout=None):
+        return Site(self, name, hosts, checkout or self.code)
+
+    def drop(self, site):
+        site.close()
+        self.sites.remove(site)
+
+    # -- parts noop and hosts: one loop, the order rotated
+    def part_noop(self):
+        parts = self.args.parts
+        one = self.site("noop1", ("localhost",))
+        setups = [dict(label="1 host", site=one, serial=3, checkout=self.code.label)]
+        if "noop" in parts and self.baseline is not None:
+            setups.append(dict(label="1 host, baseline", site=self.site("noop1-base", ("localhost",), self.baseline),
+                               serial=3, checkout=self.baseline.label))
+        if "hosts" in parts:
+            three = self.site("noop3", THREE)
+            setups += [dict(label="3 hosts, serial %d" % s, site=three, serial=s, checkout=self.code.label)
+                       for s in self.args.serials]
+        first_deploys = collections.OrderedDict()
+        for site in collections.OrderedDict((id(s["site"]), s["site"]) for s in setups).values():
+            before = site.state()
+            run = site.deploy_r1(deploy_serial=3)
+            first_deploys[site.name] = dict(checkout=site.checkout.label, hosts=len(site.hosts), seconds=round(run.seconds, 2),
+                                            tasks=len(run.times.tasks), evidence=site.evidence(before, site.state()))
+        for setup in setups:
+            setup.update(seconds=[], cpu_seconds=[], times=[], evidence=[], changed_tasks=[])
+        for rep in range(self.args.noop_runs):
+            shift = rep % len(setups)
+            for setup in setups[shift:] + setups[:shift]:
+                site = setup["site"]
+                before = site.state()
+                run = must(site.deploy("r1", OLD, deploy_serial=setup["serial"]),
+                           "the no-op redeploy of r1 (%s)" % setup["label"])
+                evidence = site.evidence(before, site.state())
+                setup["seconds"].append(round(run.seconds, 2))
+                setup["cpu_seconds"].append(round(run.cpu, 2))
+                setup["times"].append(run.times)
+                setup["evidence"].append(evidence)
+                setup["changed_tasks"] = run.times.changed()
+                log("no-op %s, run %d: %.2f s, %d tasks, %s; %s" % (
+                    setup["label"], rep + 1, run.seconds, len(run.times.tasks), run.times.statuses(),
+                    "nothing started" if quiet(evidence) else "STARTED: " + json.dumps(
+                        {k: evidence[k] for k in ("pids_unchanged", "migrations_run", "npm_calls", "pm2_changing",
+                                                  "node_modules_unchanged")})))
+        result = collections.OrderedDict()
+        for setup in setups:
+            label = setup.pop("label")
+            site = setup.pop("site")
+            setup.update(hosts=len(site.hosts), median=median(setup["seconds"]), cpu_median=median(setup["cpu_seconds"]),
+                         profile=profile(setup.pop("times")), quiet=all(quiet(e) for e in setup["evidence"]))
+            result[label] = setup
+        self.results["noop"] = dict(setups=result, first_deploys=first_deploys,
+                                    floor=self.floor(result["1 host"]["profile"]) if "hosts" in parts else None)
+        for site in list(self.sites):
+            self.drop(site)
+
+    def floor(self, prof):
+        """Ansible's own cost here: a playbook with as many tasks of each kind as the 1-host no-op ran, doing
+        nothing (set_fact; stat of /), on 1 and on 3 local hosts. Its ratio is what the scheduling alone costs."""
+        controller = int(prof["kinds"].get("controller", {}).get("tasks") or 0)
+        modules = int(prof["kinds"].get("module", {}).get("tasks") or 0)
+        tasks = []
+        for index in range(controller + modules):
+            if index % max((controller + modules) // max(modules, 1), 1) == 0 and modules > 0:
+                modules -= 1
+                tasks.append("    - name: Module task %d\n      ansible.builtin.stat:\n        path: /\n" % index)
+            else:
+                tasks.append("    - name: Controller task %d\n      ansible.builtin.set_fact:\n        _bench_%d: %d\n"
+                             % (index, index % 7, index))
+        path = os.path.join(self.workdir, "floor.yml")
+        with open(path, "w") as handle:
+            handle.write("- name: Ansible's floor\n  hosts: app\n  gather_facts: false\n  tasks:\n" + "".join(tasks))
+        result = {}
+        for label, hosts in (("1 host", ("localhost",)), ("3 hosts", THREE)):
+            inventory = write_inventory(os.path.join(self.workdir, "floor-%d.ini" % len(hosts)), hosts)
+            seconds = []
+            for dummy in range(self.args.noop_runs):
+                seconds.append(must(self.playbooks.run(self.code, path, inventory, {}, label="floor"),
+                                    "the floor playbook on %s" % label).seconds)
+            result[label] = dict(seconds=[round(x, 2) for x in seconds], median=median(seconds))
+            log("floor playbook (%d tasks) on %s: %s s" % (len(tasks), label, " ".join("%.1f" % x for x in seconds)))
+        result["tasks"] = dict(controller=controller, module=len(tasks) - controller)
+        result["ratio"] = result["3 hosts"]["median"] / result["1 host"]["median"]
+        return result
+
+    # -- part rollback
+    def hand_relink(self, site, release_id):
+        """The runbook's rollback: relink `current`, `pm2 reload` (wait_ready: it returns once the new workers said
+        ready), one GET /health (again only if it does not answer 200 + 1.0.0 yet). {step: seconds}, GETs."""
+        host = site.hosts[0]
+        marks = collections.OrderedDict()
+        started = time.time()
+        flip(site.root(host), release_id)
+        marks["relink"] = time.time() - started
+        proc = site.pm2(host).run("reload", APP, check=False)
         if proc.returncode != 0:
-            raise BenchError("%s failed (rc %d):\n%s" % (what, proc.returncode, proc.stdout[-4000:]))
+            raise BenchError("pm2 reload %s failed (rc %d): %s" % (APP, proc.returncode, proc.stdout[-2000:]))
+        marks["pm2 reload"] = time.time() - started
+        gets = 0
+        while True:
+            gets += 1
+            if site.served(host) == (200, OLD):
+                break
+            if time.time() - started > 30:
+                raise BenchError("by hand: %s does not serve %s 30 s after the rollback" % (host, OLD))
+            time.sleep(0.05)
+        marks["GET /health"] = time.time() - started
+        return marks, gets
 
-    def deploy_r1(self, site, **more):
-        proc, elapsed, dummy = self.playbook(site, "r1", OLD, **more)
-        self.must(proc, "deploying r1 (%s) on %s" % (OLD, ", ".join(site.hosts)))
-        served = [site.served(h) for h in site.hosts]
-        if served != [(200, OLD)] * len(site.hosts):
-            raise BenchError("after deploying r1 the hosts serve %r" % served)
-        log("r1 deployed on %s in %.1f s" % (", ".join(site.hosts), elapsed))
+    def serve_again(self, site, release_id):
+        """Untimed: make release_id serve again (relink + reload), for the next rollback."""
+        host = site.hosts[0]
+        flip(site.root(host), release_id)
+        must(site.pm2(host).run("reload", APP, check=False), "pm2 reload %s onto %s" % (APP, release_id))
 
-    # -- part 1
-    def role_rollback(self, site, run):
+    def part_rollback(self):
+        site = self.site("rollback", ("localhost",))
+        site.deploy_r1()
+        host = site.hosts[0]
+        runs = dict(role=[], hand=[])
+        for run in range(1, self.args.runs + 1):
+            release_id = "r2-%d" % run
+            must(site.deploy(release_id, NEW), "deploying %s" % release_id)
+            if site.served(host) != (200, NEW):
+                raise BenchError("after deploying %s %s serves %r" % (release_id, host, site.served(host)))
+            order = ("role", "hand") if run % 2 == 1 else ("hand", "role")
+            for index, who in enumerate(order):
+                if index:
+                    self.serve_again(site, release_id)
+                if who == "role":
+                    played = must(site.rollback(), "playbooks/rollback.yml from %s" % release_id)
+                    seconds, entry = played.seconds, dict(tasks=len(played.times.tasks), times=played.times,
+                                                          cpu=round(played.cpu, 2))
+                else:
+                    marks, gets = self.hand_relink(site, "r1")
+                    seconds, entry = marks["GET /health"], dict(steps=marks, gets=gets)
+                if site.served(host) != (200, OLD) or current_of(site.root(host)) != "r1":
+                    raise BenchError("after the rollback (%s) from %s %s serves %r, current is %s" % (
+                        who, release_id, host, site.served(host), current_of(site.root(host))))
+                entry.update(run=run, release=release_id, seconds=round(seconds, 2))
+                runs[who].append(entry)
+                log("rollback run %d, %s: %s -> r1 in %.2f s%s" % (
+                    run, who, release_id, seconds, (", %d tasks" % entry["tasks"]) if who == "role" else ""))
+        role, hand = median([r["seconds"] for r in runs["role"]]), median([r["seconds"] for r in runs["hand"]])
+        self.results["rollback"] = dict(role=runs["role"], hand=runs["hand"], role_median=role, hand_median=hand,
+                                        ratio=ratio(role, hand), profile=profile([r.pop("times") for r in runs["role"]]))
+        self.drop(site)
+
+    # -- part bad
+    def role_bad(self, site, run):
         host = site.hosts[0]
         release_id = "r2-%d" % run
-        with Poller(site.ports[host], self.args.interval_ms / 1000.0) as poller:
+        with Poller(site.port(host), self.args.interval_ms / 1000.0) as poller:
             self.poller = poller
             time.sleep(0.5)
             started = time.time()
-            proc, elapsed, times = self.playbook(site, release_id, NEW, "unhealthy", node_pm2_candidate_check=False,
-                                                 **self.health_vars())
+            played = site.deploy(release_id, NEW, "unhealthy", node_pm2_candidate_check=False)
             ended = time.time()
             time.sleep(TAIL)
             samples = poller.stop()
         self.poller = None
-        if proc.returncode == 0:
-            raise BenchError("the bad release %s was deployed without a rollback:\n%s" % (release_id, proc.stdout[-4000:]))
-        if site.served(host) != (200, OLD) or current_of(site.roots[host]) != "r1":
+        if played.proc.returncode == 0:
+            raise BenchError("the bad release %s was deployed without a rollback:\n%s" % (
+                release_id, played.proc.stdout[-4000:]))
+        if site.served(host) != (200, OLD) or current_of(site.root(host)) != "r1":
             raise BenchError("after the bad deploy %s %s serves %r, current is %s:\n%s" % (
-                release_id, host, site.served(host), current_of(site.roots[host]), proc.stdout[-4000:]))
-        status = site.last_report().get("status")
+                release_id, host, site.served(host), current_of(site.root(host)), played.proc.stdout[-4000:]))
+        status = site.node.last_report().get("status")
         result = recovery(samples, started, ended + 1.0)
         if result["first_bad_at"] is None:
             raise BenchError("the poller never saw the bad release %s serve (candidate check on?)" % release_id)
-        steps = times.steps(SWITCH_STEPS)
-        result.update(run=run, release=release_id, deploy_seconds=round(elapsed, 2), report_status=status,
+        steps = played.times.steps(SWITCH_STEPS)
+        result.update(run=run, release=release_id, deploy_seconds=round(played.seconds, 2), report_status=status,
+                      tasks=len(played.times.tasks), times=played.times,
                       steps={label: dict(at=round(at - result["first_bad_at"], 3), status=st) for label, at, st in steps})
-        self.rollback["role"].append(result)
         log("role run %d: back to %s %s s after the first bad answer (bad answers for %s s), %d failed of %d "
             "(%d connection errors), deploy %.1f s, report %s" % (
                 run, OLD, fmt(result["back_seconds"]), fmt(result["bad_seconds"]), result["failed"], result["requests"],
-                result["connection_errors_total"], elapsed, status))
-        return release_id
+                result["connection_errors_total"], played.seconds, status))
+        return result
 
-    def hand_rollback(self, site, run, bad_release):
+    def hand_bad(self, site, run, bad_release):
         """The runbook, on the same host: current -> bad release + pm2 reload, one GET, current -> r1 + pm2 reload."""
         host = site.hosts[0]
-        root = site.roots[host]
-        pm2 = site.pm2[host]
         marks = {}
-
-        def reload():
-            proc = pm2.run("reload", APP, check=False)
-            if proc.returncode != 0:
-                raise BenchError("pm2 reload %s failed (rc %d): %s" % (APP, proc.returncode, proc.stdout[-2000:]))
-
-        with Poller(site.ports[host], self.args.interval_ms / 1000.0) as poller:
+        with Poller(site.port(host), self.args.interval_ms / 1000.0) as poller:
             self.poller = poller
             time.sleep(0.5)
             started = time.time()
-            flip(root, bad_release)
-            reload()
+            self.serve_again(site, bad_release)
             marks["bad_reloaded"] = time.time()
             deadline = time.time() + 20
             while True:  # the runbook's `curl /health`: the bad release answers 500
-                answer = poller.once()
-                if not good(answer):
+                if not good(poller.once()):
                     break
                 if time.time() > deadline:
                     raise BenchError("by hand: %s still serves %s 20 s after the switch to %s" % (host, OLD, bad_release))
                 time.sleep(0.1)
             marks["checked"] = time.time()
-            flip(root, "r1")
-            reload()
-            marks["back_reloaded"] = time.time()
-            while not good(poller.once()):
-                if time.time() > deadline + 20:
-                    raise BenchError("by hand: %s does not serve %s again after the rollback" % (host, OLD))
-                time.sleep(0.05)
+            back, dummy = self.hand_relink(site, "r1")
+            marks["back_reloaded"] = marks["checked"] + back["pm2 reload"]
             ended = time.time()
             time.sleep(TAIL)
             samples = poller.stop()
@@ -574,266 +613,204 @@ class Bench(object):
             raise BenchError("by hand: the poller never saw the bad release %s serve" % bad_release)
         result.update(run=run, release=bad_release, deploy_seconds=round(ended - started, 2),
                       steps={k: dict(at=round(v - result["first_bad_at"], 3)) for k, v in marks.items()})
-        self.rollback["hand"].append(result)
         log("runbook run %d: back to %s %s s after the first bad answer (bad answers for %s s), %d failed of %d "
             "(%d connection errors)" % (run, OLD, fmt(result["back_seconds"]), fmt(result["bad_seconds"]), result["failed"],
                                         result["requests"], result["connection_errors_total"]))
+        return result
 
-    def part_rollback(self):
-        log("rollback: a site on localhost")
-        site = self.site("rollback", ("localhost",))
-        self.health = self.health_label(site)
-        self.deploy_r1(site)
+    def part_bad(self):
+        site = self.site("bad", ("localhost",))
+        site.deploy_r1()
+        runs = dict(role=[], hand=[])
         last_bad = None
         for run in range(1, self.args.runs + 1):
             order = ("role", "hand") if run % 2 == 1 or last_bad is None else ("hand", "role")
             for who in order:
                 if who == "role":
-                    last_bad = self.role_rollback(site, run)
+                    runs["role"].append(self.role_bad(site, run))
+                    last_bad = runs["role"][-1]["release"]
                 else:
-                    self.hand_rollback(site, run, last_bad)
-        site.close()
-        self.sites.remove(site)
-
-    # -- part 2
-    def part_noop(self):
-        one = self.site("noop1", ("localhost",))
-        three = self.site("noop3", THREE)
-        self.deploy_r1(one)
-        self.deploy_r1(three, deploy_serial=3)
-        setups = [("1 host", one, 1)] + [("3 hosts, serial %d" % s, three, s) for s in self.args.serials]
-        for label, dummy, serial in setups:
-            self.noop[label] = dict(hosts=len(dummy.hosts), serial=serial, seconds=[], cpu_seconds=[])
-        for rep in range(self.args.noop_runs):
-            shift = rep % len(setups)
-            for label, site, serial in setups[shift:] + setups[:shift]:
-                before = self.pids(site)
-                proc, elapsed, times = self.playbook(site, "r1", OLD, deploy_serial=serial)
-                self.must(proc, "the no-op redeploy of r1 (%s)" % label)
-                after = self.pids(site)
-                if before != after:
-                    raise BenchError("the no-op redeploy (%s) reloaded pm2: pids %r -> %r" % (label, before, after))
-                self.noop[label]["seconds"].append(round(elapsed, 2))
-                self.noop[label]["cpu_seconds"].append(round(times.cpu, 2))
-                self.noop_times[label].append((times, elapsed))
-                self.noop_changed[label] = times.changed()
-                log("no-op %s, run %d: %.2f s (%d tasks, %s)" % (label, rep + 1, elapsed, len(times.tasks),
-                                                                 times.statuses()))
-        for label, entry in self.noop.items():
-            entry["median"] = median(entry["seconds"])
-            entry["cpu_median"] = median(entry["cpu_seconds"])
-            entry["profile"] = profile(self.noop_times[label])
-            entry["changed_tasks"] = self.noop_changed.get(label, [])
-        self.floor()
-
-    def floor(self):
-        """Ansible's own cost here: a playbook with as many tasks of each kind as the 1-host no-op ran, doing
-        nothing (set_fact; stat of /), on 1 and on 3 local hosts. Its ratio is what the scheduling alone costs."""
-        prof = self.noop["1 host"]["profile"]["kinds"]
-        controller = int(prof.get("controller", {}).get("tasks") or 0)
-        modules = int(prof.get("module", {}).get("tasks") or 0)
-        tasks = []
-        for index in range(controller + modules):
-            if index % max((controller + modules) // max(modules, 1), 1) == 0 and modules > 0:
-                modules -= 1
-                tasks.append("    - name: Module task %d\n      ansible.builtin.stat:\n        path: /\n" % index)
-            else:
-                tasks.append("    - name: Controller task %d\n      ansible.builtin.set_fact:\n        _bench_%d: %d\n"
-                             % (index, index % 7, index))
-        text = "- name: Ansible's floor\n  hosts: app\n  gather_facts: false\n  tasks:\n" + "".join(tasks)
-        os.environ.pop("BENCH_TASK_TIMES", None)  # the callback stays on (as in the deploys) but writes nothing
-        result = {}
-        for label, hosts in (("1 host", ("localhost",)), ("3 hosts", THREE)):
-            play = Playbook(os.path.join(self.workdir, "floor-%d" % len(hosts)), hosts=hosts)
-            seconds = []
-            for dummy in range(self.args.noop_runs):
-                started = time.time()
-                with contextlib.redirect_stdout(io.StringIO()):
-                    proc = play.run(text)
-                seconds.append(time.time() - started)
-                self.must(proc, "the floor playbook on %s" % label)
-            result[label] = dict(seconds=[round(x, 2) for x in seconds], median=median(seconds))
-            log("floor playbook (%d tasks) on %s: %s s" % (len(tasks), label, " ".join("%.1f" % x for x in seconds)))
-        result["tasks"] = dict(controller=controller, module=len(tasks) - controller)
-        result["ratio"] = result["3 hosts"]["median"] / result["1 host"]["median"]
-        self.noop_floor = result
-
-    @staticmethod
-    def pids(site):
-        return {h: sorted(p for p, dummy, dummy2 in site.pm2[h].apps().get(APP, [])) for h in site.hosts}
-
-    # -- report
-    def report_rollback(self, lines):
-        role, hand = self.rollback["role"], self.rollback["hand"]
-        if not role:
-            return {}
-        lines += ["", "1. Bad switch -> %s serving again (deploy r2 = %s unhealthy, candidate check off, %s), %d runs, "
-                      "poll every %d ms:" % (OLD, NEW, self.health, len(role), self.args.interval_ms), ""]
-        rows = []
-        for who, results in (("deploy.yml (role rollback)", role), ("by-hand runbook (floor)", hand)):
-            for r in results:
-                rows.append((who, r["run"], fmt(r["back_seconds"]), fmt(r["bad_seconds"]), r["requests"], r["failed"],
-                             ",".join("%s:%d" % kv for kv in sorted(r["connection_errors"].items())) or "0",
-                             ",".join("%s:%d" % kv for kv in sorted(r["non_200"].items())) or "-",
-                             fmt(r["deploy_seconds"], "%.1f")))
-        lines += table(("", "run", "back to 1.0.0 s", "bad answers for s", "requests", "failed", "conn errors",
-                        "non-200", "run s"), rows)
+                    runs["hand"].append(self.hand_bad(site, run, last_bad))
         summary = {}
-        for who, results in (("role", role), ("hand", hand)):
+        for who, results in runs.items():
             backs = [r["back_seconds"] for r in results if r["back_seconds"] is not None]
             summary[who] = dict(median=median(backs), max=max(backs) if backs else None,
                                 failed_median=median([r["failed"] for r in results]),
                                 connection_errors=sum(r["connection_errors_total"] for r in results))
-        lines.append("")
-        steps = collections.defaultdict(list)
-        for r in role:
-            for label, step in r["steps"].items():
-                steps[label].append(step["at"])
-        if steps:
-            lines.append("role, seconds after the first bad answer (median): " + ", ".join(
-                "%s %+.2f" % (label, median(steps[label])) for label, dummy in SWITCH_STEPS if label in steps))
-        hsteps = collections.defaultdict(list)
-        for r in hand:
-            for label, step in r["steps"].items():
-                hsteps[label].append(step["at"])
-        if hsteps:
-            lines.append("runbook, seconds after the first bad answer (median): " + ", ".join(
-                "%s %+.2f" % (label, median(v)) for label, v in hsteps.items()))
-        r, h = summary["role"], summary["hand"]
-        lines.append("")
-        against = (" (runbook floor median %s s, max %s s; role/runbook %.1fx)" % (
-            fmt(h["median"]), fmt(h["max"]), r["median"] / h["median"])) if h["median"] and r["median"] else ""
-        lines.append("target: bad switch -> %s again <= %.0f s: role median %s s, max %s s: %s (judged on the max)%s" % (
-            OLD, TARGETS["rollback_seconds"], fmt(r["median"]), fmt(r["max"]), verdict(r["max"], TARGETS["rollback_seconds"]),
-            against))
-        lines.append("failed requests during the bad deploy (median): role %s, runbook %s; connection errors (all runs): "
-                     "role %d, runbook %d" % (fmt(r["failed_median"], "%d"), fmt(h["failed_median"], "%d"),
-                                              r["connection_errors"], h["connection_errors"]))
-        return summary
+        summary["ratio"] = ratio(summary["role"]["median"], summary["hand"]["median"])
+        self.results["bad"] = dict(health=self.health_label(), summary=summary, role=runs["role"], hand=runs["hand"],
+                                   profile=profile([r.pop("times") for r in runs["role"]]))
+        self.drop(site)
 
+    # -- report
     def report_noop(self, lines):
-        if not self.noop:
-            return {}
-        base = self.noop.get("1 host", {}).get("median")
-        lines += ["", "2. No-op redeploy (r1 again, live and good everywhere), median of %d:" % self.args.noop_runs, ""]
+        data = self.results.get("noop")
+        if not data:
+            return
+        setups = data["setups"]
+        one = setups["1 host"]
+        lines += ["", "No-op redeploy (r1 again, live and good everywhere), median of %d; code: %s" % (
+            self.args.noop_runs, describe_code(self.code, self.baseline)), ""]
         rows = []
-        ratios = {}
-        for label, entry in self.noop.items():
-            ratio = entry["median"] / base if base and entry["hosts"] > 1 else None
-            ratios[label] = ratio
+        for label, entry in setups.items():
             prof = entry["profile"]
             rows.append((label, fmt(entry["median"]), " ".join("%.1f" % s for s in entry["seconds"]),
-                         fmt(ratio, "%.2fx", ""), "" if ratio is None else "%s (<= %.1fx)" % (
-                             verdict(ratio, TARGETS["noop_ratio"]), TARGETS["noop_ratio"]),
-                         fmt(prof["tasks"], "%d"), fmt(prof["startup"]),
-                         ", ".join("%s %.1f" % (play_label(k), v) for k, v in prof["plays"].items() if v >= 0.05),
-                         kind_cell(prof["kinds"].get("controller")), kind_cell(prof["kinds"].get("module")),
-                         fmt(prof["no_host_busy"], "%.1f"), "%.1f (%.1f CPUs busy)" % (
-                             entry["cpu_median"], entry["cpu_median"] / entry["median"])))
-        lines += table(("setup", "median s", "runs s", "ratio", "target", "tasks", "start-up s",
-                        "plays s", "controller-only tasks", "module tasks",
-                        "no host busy s", "CPU s"), rows)
-        floor = self.noop_floor
-        if floor:
+                         fmt(prof["tasks"], "%d"), kind_cell(prof["kinds"].get("controller")),
+                         kind_cell(prof["kinds"].get("module")), "%.1f" % entry["cpu_median"])
+                        + evidence_cells(entry["evidence"]))
+        lines += table(("setup", "median s", "runs s", "tasks", "controller-only tasks", "module tasks", "CPU s")
+                       + EVIDENCE_HEADER, rows)
+        lines += ["", "what r1's first deploy started (the evidence sees a real deploy):"]
+        for name, entry in data["first_deploys"].items():
+            e = entry["evidence"]
+            lines.append("  %s (%s, %d host(s)): %.1f s, %d tasks; %s pm2 pids, %d migration run(s), %d npm call(s), "
+                         "pm2: %s" % (name, entry["checkout"], entry["hosts"], entry["seconds"], entry["tasks"],
+                                      "new" if not e["pids_unchanged"] else "no", e["migrations_run"],
+                                      len(e["npm_calls"]), " ".join("%s:%d" % kv for kv in sorted(e["pm2_commands"].items()))))
+        targets = data.setdefault("targets", {})
+        if "noop" in self.args.parts:
+            lines.append("")
+            targets["tasks"] = dict(value=one["profile"]["tasks"], target=TARGETS["noop_tasks"],
+                                    verdict=verdict(one["profile"]["tasks"], TARGETS["noop_tasks"]))
+            lines.append("target: no-op on 1 host starts <= %d tasks: %s: %s" % (
+                TARGETS["noop_tasks"], fmt(one["profile"]["tasks"], "%d"), targets["tasks"]["verdict"]))
+            targets["nothing_started"] = dict(value=one["quiet"], verdict="PASS" if one["quiet"] else "MISS")
+            lines.append("target: no-op starts no build, migration or reload (pm2 pids, migration rows, npm calls, "
+                         "node_modules, pm2 commands; all runs): %s" % targets["nothing_started"]["verdict"])
+            base = setups.get("1 host, baseline")
+            if base:
+                value = ratio(one["median"], base["median"])
+                targets["ratio_to_baseline"] = dict(value=value, target=TARGETS["noop_ratio_to_baseline"],
+                                                    verdict=verdict(value, TARGETS["noop_ratio_to_baseline"]))
+                lines.append("target: no-op time <= %.1fx the previous code's (same run): %s s / %s s = %s: %s" % (
+                    TARGETS["noop_ratio_to_baseline"], fmt(one["median"]), fmt(base["median"]), fmt(value, "%.2fx"),
+                    targets["ratio_to_baseline"]["verdict"]))
+            else:
+                lines.append("target: no-op time <= %.1fx the previous code's: not measured (no --baseline)"
+                             % TARGETS["noop_ratio_to_baseline"])
+        three = [label for label, entry in setups.items() if entry["hosts"] > 1]
+        for label in three:
+            value = ratio(setups[label]["median"], one["median"])
+            targets[label] = dict(value=value, target=TARGETS["hosts_ratio"], verdict=verdict(value, TARGETS["hosts_ratio"]))
+            lines.append("target: no-op on %s <= %.1fx 1 host: %s s / %s s = %s: %s" % (
+                label, TARGETS["hosts_ratio"], fmt(setups[label]["median"]), fmt(one["median"]), fmt(value, "%.2fx"),
+                targets[label]["verdict"]))
+        floor = data["floor"]
+        if floor and three:
             tasks = floor["tasks"]["controller"] + floor["tasks"]["module"]
             per_host_task = (floor["3 hosts"]["median"] - floor["1 host"]["median"]) / (2.0 * tasks)
             floor["extra_host_task_seconds"] = per_host_task
             lines.append("")
-            lines.append("reference, Ansible alone: a playbook of %d tasks doing nothing (%d set_fact, %d stat) on every host: "
-                         "1 host %.2f s, 3 hosts %.2f s (%.2fx), i.e. %.1f ms per task for each extra host." % (
+            lines.append("reference, Ansible alone: a playbook of %d tasks doing nothing (%d set_fact, %d stat) on every "
+                         "host: 1 host %.2f s, 3 hosts %.2f s (%.2fx), i.e. %.1f ms per task for each extra host." % (
                              tasks, floor["tasks"]["controller"], floor["tasks"]["module"], floor["1 host"]["median"],
                              floor["3 hosts"]["median"], floor["ratio"], 1000 * per_host_task))
-            one = self.noop["1 host"]
-            for label, entry in self.noop.items():
-                if entry["hosts"] == 1:
-                    continue
+            for label in three:
+                entry = setups[label]
                 extra = entry["profile"]["host_tasks"] - one["profile"]["host_tasks"]
-                budget = TARGETS["noop_ratio"] * one["median"] - one["median"]
+                budget = TARGETS["hosts_ratio"] * one["median"] - one["median"]
                 lines.append("  %s: %d host-task runs against %d on 1 host: %d x %.1f ms = %.1f s expected extra, %.1f s "
                              "measured; %.1f s is the whole budget of <= %.1fx, i.e. at most ~%d tasks on every host "
                              "(now ~%d)." % (
                                  label, entry["profile"]["host_tasks"], one["profile"]["host_tasks"], extra,
                                  1000 * per_host_task, extra * per_host_task, entry["median"] - one["median"], budget,
-                                 TARGETS["noop_ratio"], budget / (2 * per_host_task) if per_host_task > 0 else 0,
+                                 TARGETS["hosts_ratio"], budget / (2 * per_host_task) if per_host_task > 0 else 0,
                                  extra / 2.0))
+        lines += ["", "tasks reporting changed on a no-op (1 host): %s" % ("; ".join(one["changed_tasks"]) or "none")]
+        lines += ["", "where a no-op spends its time: " + profile_summary(one["profile"])]
+        lines += where_time_goes([(label, entry["profile"]) for label, entry in setups.items()], self.args.top)
+
+    def report_rollback(self, lines):
+        data = self.results.get("rollback")
+        if not data:
+            return
+        lines += ["", "playbooks/rollback.yml, r2-N (%s) -> r1 (%s) on 1 host, against the same rollback by hand "
+                      "(relink, pm2 reload, GET /health); %d runs, %s:" % (NEW, OLD, self.args.runs, self.health_label()), ""]
+        rows = [("rollback.yml", r["run"], "%.2f" % r["seconds"], r["tasks"], "") for r in data["role"]]
+        rows += [("by hand", r["run"], "%.2f" % r["seconds"], "", ", ".join("%s at %.2f" % kv for kv in r["steps"].items())
+                  + ("" if r["gets"] == 1 else " (%d GETs)" % r["gets"])) for r in data["hand"]]
+        lines += table(("", "run", "seconds", "tasks", "steps (s from the start)"), rows)
+        data["verdict"] = verdict(data["ratio"], TARGETS["rollback_ratio"])
+        lines += ["", "target: rollback.yml <= %.1fx the rollback by hand: %s s / %s s = %s: %s" % (
+            TARGETS["rollback_ratio"], fmt(data["role_median"]), fmt(data["hand_median"]), fmt(data["ratio"], "%.1fx"),
+            data["verdict"])]
+        lines += ["", "where rollback.yml spends its time: " + profile_summary(data["profile"])]
+        lines += where_time_goes([("rollback.yml", data["profile"])], self.args.top)
+
+    def report_bad(self, lines):
+        data = self.results.get("bad")
+        if not data:
+            return
+        role, hand = data["role"], data["hand"]
+        lines += ["", "Bad switch -> %s serving again (deploy r2 = %s unhealthy, candidate check off, %s), %d runs, "
+                      "poll every %d ms:" % (OLD, NEW, data["health"], len(role), self.args.interval_ms), ""]
+        rows = []
+        for who, results in (("deploy.yml (role switches back)", role), ("by-hand runbook (floor)", hand)):
+            for r in results:
+                rows.append((who, r["run"], fmt(r["back_seconds"]), fmt(r["bad_seconds"]), r["requests"], r["failed"],
+                             ",".join("%s:%d" % kv for kv in sorted(r["connection_errors"].items())) or "0",
+                             ",".join("%s:%d" % kv for kv in sorted(r["non_200"].items())) or "-",
+                             fmt(r["deploy_seconds"], "%.1f"), r.get("tasks", "")))
+        lines += table(("", "run", "back to 1.0.0 s", "bad answers for s", "requests", "failed", "conn errors",
+                        "non-200", "run s", "tasks"), rows)
         lines.append("")
-        changed = self.noop.get("1 host", {}).get("changed_tasks", [])
-        lines.append("tasks reporting changed on a no-op (1 host): %s" % ("; ".join(changed) or "none"))
-        # where the time goes: the tasks that cost the most on 3 hosts, with their 1-host cost beside
-        three = [label for label in self.noop if self.noop[label]["hosts"] > 1]
-        if base and three:
-            label = three[0]
-            p3 = self.noop[label]["profile"]["per_task"]
-            p1 = self.noop["1 host"]["profile"]["per_task"]
-            lines += ["", "where a no-op spends its time (%s vs 1 host; wall s per task, summed over its runs in one playbook, "
-                      "median of the runs; top %d by 3-host cost):"
-                      % (label, self.args.top), ""]
-            top = sorted(p3.items(), key=lambda kv: -kv[1]["wall"])[:self.args.top]
-            lines += table(("task", "action", "runs", "3 hosts", "1 host", "+"), [
-                (v["name"][:78], v["action"], fmt(v["times"], "%d"), "%.2f" % v["wall"], fmt(p1.get(k, {}).get("wall")),
-                 fmt(v["wall"] - p1[k]["wall"] if k in p1 else None, "%+.2f")) for k, v in top])
-            by_action = collections.defaultdict(lambda: [0.0, 0.0, 0])
-            for k, v in p3.items():
-                by_action[v["action"]][0] += v["wall"]
-                by_action[v["action"]][2] += 1
-            for k, v in p1.items():
-                by_action[v["action"]][1] += v["wall"]
-            by_file = collections.defaultdict(lambda: [0.0, 0.0, 0])
-            for k, v in p3.items():
-                by_file[task_file(k)][0] += v["wall"]
-                by_file[task_file(k)][2] += v["times"] or 0
-            for k, v in p1.items():
-                by_file[task_file(k)][1] += v["wall"]
-            lines += ["", "by task file (sums of the medians above):", ""]
-            lines += table(("file", "3 hosts s", "1 host s", "+ s", "task runs"), [
-                (f, "%.2f" % s3, "%.2f" % s1, "%+.2f" % (s3 - s1), n)
-                for f, (s3, s1, n) in sorted(by_file.items(), key=lambda kv: -kv[1][0])[:self.args.top]])
-            lines += ["", "by action (sums of the medians above over every task of that action):", ""]
-            lines += table(("action", "3 hosts s", "1 host s", "+ s", "tasks"), [
-                (a, "%.2f" % s3, "%.2f" % s1, "%+.2f" % (s3 - s1), n)
-                for a, (s3, s1, n) in sorted(by_action.items(), key=lambda kv: -kv[1][0])[:self.args.top]])
-        return ratios
+        for who, results in (("role", role), ("runbook", hand)):
+            steps = collections.OrderedDict()
+            for r in results:
+                for label, step in r["steps"].items():
+                    steps.setdefault(label, []).append(step["at"])
+            if steps:
+                lines.append("%s, seconds after the first bad answer (median): %s" % (who, ", ".join(
+                    "%s %+.2f" % (label, median(v)) for label, v in steps.items())))
+        summary = data["summary"]
+        r, h = summary["role"], summary["hand"]
+        summary["verdict_seconds"] = verdict(r["max"], TARGETS["bad_seconds"])
+        summary["verdict_ratio"] = verdict(summary["ratio"], TARGETS["bad_ratio"])
+        lines += ["", "target: bad switch -> %s again <= %.0f s: role median %s s, max %s s: %s (judged on the max)" % (
+            OLD, TARGETS["bad_seconds"], fmt(r["median"]), fmt(r["max"]), summary["verdict_seconds"]),
+            "target: <= %.1fx the by-hand runbook: %s s / %s s = %s: %s" % (
+                TARGETS["bad_ratio"], fmt(r["median"]), fmt(h["median"]), fmt(summary["ratio"], "%.1fx"),
+                summary["verdict_ratio"]),
+            "failed requests during the bad deploy (median): role %s, runbook %s; connection errors (all runs): "
+            "role %d, runbook %d" % (fmt(r["failed_median"], "%d"), fmt(h["failed_median"], "%d"),
+                                     r["connection_errors"], h["connection_errors"])]
+        lines += ["", "where the bad deploy spends its time: " + profile_summary(data["profile"])]
+        lines += where_time_goes([("bad deploy", data["profile"])], self.args.top)
 
-    def machine(self):
-        return dict(machine(), node=first_line(["node", "--version"]), pm2=pm2_version(),
-                    ansible=first_line([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "--version"]),
-                    postgres=first_line([os.path.join("/usr/lib/postgresql/15/bin", "postgres"), "--version"]),
-                    git=git_state())
-
-    def report(self, started, finished, load):
+    def report(self, started, load):
         lines = []
-        rollback = self.report_rollback(lines)
-        ratios = self.report_noop(lines)
+        self.report_noop(lines)
+        self.report_rollback(lines)
+        self.report_bad(lines)
         lines += ["", "load average (1 min) %.1f at the start, %.1f at the end; %d CPUs: a noisy machine, see "
                       "docs/benchmarks.md" % (load, os.getloadavg()[0], os.cpu_count()), ""]
         print("\n".join(lines), flush=True)
-        data = dict(command=" ".join(["bench/rollback.py"] + sys.argv[1:]), started=started, finished=finished,
-                    machine=self.machine(), targets=TARGETS,
+        data = dict(command=" ".join(["bench/rollback.py"] + sys.argv[1:]), started=started, finished=utc_stamp(),
+                    load=dict(start=load, end=os.getloadavg()[0]),
+                    machine=dict(machine(), postgres=first_line([os.path.join(PG_BIN, "postgres"), "--version"]),
+                                 **versions(PM2)),
+                    code=self.code.state, baseline=self.baseline.state if self.baseline else None, targets=TARGETS,
                     config=dict(runs=self.args.runs, noop_runs=self.args.noop_runs, serials=self.args.serials,
-                                interval_ms=self.args.interval_ms, parts=self.args.parts, health=self.health),
-                    rollback=dict(summary=rollback, runs=self.rollback),
-                    noop=dict(ratios=ratios, floor=self.noop_floor, setups=self.noop))
+                                interval_ms=self.args.interval_ms, parts=self.args.parts, health=self.health_label()),
+                    results=self.results)
         write_json(self.args.json, data)
         return data
 
     def main(self):
-        become_subreaper()
-        self.workdir = tempfile.mkdtemp(prefix="safeship-rollback-")
-        started = utc_stamp()
-        load = os.getloadavg()[0]
-        log("work directory %s" % self.workdir)
-        enabled = [c for c in os.environ.get("ANSIBLE_CALLBACKS_ENABLED", "").split(",") if c.strip()]
-        os.environ["ANSIBLE_CALLBACKS_ENABLED"] = ",".join(enabled + [CALLBACK])
-        os.environ["ANSIBLE_CALLBACK_PLUGINS"] = os.pathsep.join(
-            [CALLBACKS] + [p for p in os.environ.get("ANSIBLE_CALLBACK_PLUGINS", "").split(os.pathsep) if p])
+        self.workdir, started, load = begin("safeship-rollback-")
         try:
+            self.code, self.baseline = checkouts(self.args, self.workdir)
+            self.shims = Shims(os.path.join(self.workdir, "shims"))
+            self.playbooks = Playbooks(os.path.join(self.workdir, "ansible"), path_prepend=[self.shims.directory])
             self.server = PostgresServer()
             log("PostgreSQL on port %d" % self.server.port)
+            if "noop" in self.args.parts or "hosts" in self.args.parts:
+                self.part_noop()
             if "rollback" in self.args.parts:
                 self.part_rollback()
-            if "noop" in self.args.parts:
-                self.part_noop()
-            return self.report(started, utc_stamp(), load)
+            if "bad" in self.args.parts:
+                self.part_bad()
+            return self.report(started, load)
         finally:
             self.cleanup()
 
@@ -848,30 +825,22 @@ class Bench(object):
         clean_up(self.workdir, closers, "pm2 daemons and PostgreSQL stopped")
 
 
-def flip(app_root, release_id):
-    """Point app_root/current at releases/<id> atomically (a new relative link renamed over it), as a runbook
-    should (`ln -sfn` is not atomic)."""
-    tmp = os.path.join(app_root, ".current.bench-tmp")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(os.path.join("releases", release_id), tmp)
-    os.rename(tmp, os.path.join(app_root, "current"))
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3, help="bad deploys rolled back, each by the role and by hand (default 3)")
+    parser.add_argument("--parts", default=",".join(PARTS), help="any of %s (default all)" % ", ".join(PARTS))
+    checkout_options(parser, "a checkout of the previous code: part noop times its no-op too, in the same run")
+    parser.add_argument("--runs", type=int, default=3, help="rollbacks and bad deploys, each by the role and by hand "
+                                                            "(default 3; medians)")
     parser.add_argument("--noop-runs", type=int, default=3, help="timed no-op redeploys per setup (default 3; medians)")
     parser.add_argument("--serials", default="1",
                         help="deploy_serial values for the 3-host no-op besides 3 (comma-separated; default 1; '' for none)")
-    parser.add_argument("--interval-ms", type=int, default=20, help="poll /health every N ms (default 20)")
+    parser.add_argument("--interval-ms", type=int, default=20, help="part bad: poll /health every N ms (default 20)")
     parser.add_argument("--health-retries", type=int, default=None,
-                        help="node_pm2_health_retries for the bad deploy (default: NodeSite's 4; the role's default is 10)")
+                        help="node_pm2_health_retries for every deploy (default: the role's default)")
     parser.add_argument("--health-delay", type=float, default=None,
-                        help="node_pm2_health_delay for the bad deploy (default: NodeSite's 0.5; the role's default is 1)")
-    parser.add_argument("--parts", default="rollback,noop", help="rollback, noop or both (default both)")
-    parser.add_argument("--top", type=int, default=12, help="rows in the no-op profile tables (default 12)")
+                        help="node_pm2_health_delay for every deploy (default: the role's default)")
+    parser.add_argument("--top", type=int, default=12, help="rows in the profile tables (default 12)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH ('-' for stdout)")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -881,8 +850,8 @@ def parse_args(argv=None):
         parser.error("--serials takes numbers, e.g. 1 or 1,2")
     if args.runs < 1 or args.noop_runs < 1 or args.interval_ms < 1 or args.top < 1 or min(args.serials) < 1:
         parser.error("--runs, --noop-runs, --interval-ms, --top and --serials must be positive")
-    if not args.parts or set(args.parts) - {"rollback", "noop"}:
-        parser.error("--parts takes rollback and/or noop")
+    if not args.parts or set(args.parts) - set(PARTS):
+        parser.error("--parts takes any of %s" % ", ".join(PARTS))
     return args
 
 

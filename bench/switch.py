@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 
-from benchlib import BenchError, clean_up, first_line, log, machine, utc_stamp, write_json
+from benchlib import BenchError, clean_up, first_line, flip, log, machine, pm2_version, utc_stamp, write_json
 from benchlib import run as run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,15 +59,6 @@ from helpers.pm2_switch import RolePlay  # noqa: E402 pylint: disable=wrong-impo
 VERSIONS = ("1.0.0", "2.0.0")
 NAMES = {"a": "node_pm2 role (reload, wait_ready)", "b": "pm2 reload, no wait_ready",
          "c": "pm2 stop && pm2 start (fork)"}
-
-
-def pm2_version():
-    """From pm2's package.json: running `pm2 --version` would start a daemon in ~/.pm2."""
-    try:
-        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(PM2))), "package.json")) as handle:
-            return json.load(handle)["version"]
-    except (OSError, ValueError, KeyError):
-        return "?"
 
 
 EXIT_AS_IS = "Number(process.env.EXIT_DELAY_MS || 1000)"
@@ -88,15 +79,6 @@ def delay_exit(path, delay_ms):
             raise BenchError("--exit-delay-ms: %r is not in %s (the fixture changed); drop the option" % (EXIT_AS_IS, script))
         with open(script, "w") as handle:
             handle.write(text.replace(EXIT_AS_IS, "%d" % delay_ms))
-
-
-def flip(app_root, release_id):
-    """Point app_root/current at releases/<id> atomically (a new relative link renamed over it)."""
-    tmp = os.path.join(app_root, ".current.tmp")
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    os.symlink(os.path.join("releases", release_id), tmp)
-    os.rename(tmp, os.path.join(app_root, "current"))
 
 
 class Strategy(object):
@@ -254,7 +236,7 @@ class Bench(object):
 
     def machine(self):
         return dict(machine(), node=first_line(["node", "--version"]),
-                    pm2=pm2_version(),
+                    pm2=pm2_version(PM2),
                     ansible=first_line([os.path.join(ROOT, ".venv", "bin", "ansible-playbook"), "--version"]))
 
     def report(self, started, finished):

@@ -39,12 +39,11 @@ from __future__ import print_function
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 
-from benchlib import BenchError, clean_up, first_line, log, machine, utc_stamp, write_json
+from benchlib import BenchError, clean_up, first_line, log, machine, median, utc_stamp, write_json
 from benchlib import run as run_bench
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -81,10 +80,6 @@ class AddSlugToPosts extends Migration
 }
 """
 TARGETS = {"pending": 0.4, "nothing": 0.1}
-
-
-def median(values):
-    return statistics.median(values) if values else None
 
 
 class EngineBench(object):
