@@ -166,9 +166,11 @@ class Bench(object):
                     result = self.with_role(checkout, run) if checkout else self.by_hand(run)
                     result["run"] = run
                     self.runs[label].append(result)
-                    log("run %d, %s: %.2f s%s" % (run, label, result["seconds"],
-                                                   (", %d tasks" % result["tasks"]) if checkout else
-                                                   " (%s)" % ", ".join("%s %.2f" % kv for kv in result["steps"].items())))
+                    if checkout:
+                        detail = ", %d tasks" % result["tasks"]
+                    else:
+                        detail = " (%s)" % ", ".join("%s %.2f" % kv for kv in result["steps"].items())
+                    log("run %d, %s: %.2f s%s" % (run, label, result["seconds"], detail))
             return self.report(started, load)
         finally:
             self.cleanup()

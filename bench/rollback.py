@@ -280,8 +280,8 @@ class Site(object):
         served = [self.served(h) for h in self.hosts]
         if served != [(200, OLD)] * len(self.hosts):
             raise BenchError("after deploying r1 the hosts serve %r" % served)
-        log("r1 deployed on %s (%s) in %.1f s, %d tasks" % (", ".join(self.hosts), self.checkout.label, run.seconds,
-                                                             len(run.times.tasks)))
+        log("r1 deployed on %s (%s) in %.1f s, %d tasks"
+            % (", ".join(self.hosts), self.checkout.label, run.seconds, len(run.times.tasks)))
         return run
 
     def served(self, host):
