@@ -761,8 +761,8 @@ def wait_until_stable(poll, targets, timeout, stable_seconds, clock=time.monoton
 
     pids_alive(pids) -> bool, when given, watches the instances during the stable window instead of polling:
     every jlist starts a node process, which on a small host competes with the app starting. A crash shows
-    as a dead pid (pm2 restarts it under a new one); one last poll after the window confirms the pids and
-    the restart counts.
+    as a dead pid (pm2 restarts it under a new one), so instances whose pids all lived through the window
+    have not restarted: the poll that opened the window is returned without another one.
 
     probe() -> bool, when given, is called again and again once every instance is up (the health checks):
     the wait ends when the window has passed and probe() has returned True (after the window, up to the
@@ -808,8 +808,8 @@ def wait_until_stable(poll, targets, timeout, stable_seconds, clock=time.monoton
             if pids_alive is not None:
                 watched = set(pid_of(p) for name in targets for p in groups.get(name, []))
                 while clock() < deadline and pids_alive(watched):
-                    if clock() - stable_since >= stable_seconds and (healthy or probe is None):
-                        break  # one last poll confirms the pids and the restart counts
+                    if clock() - stable_since >= stable_seconds and healthy:
+                        return procs
                     sleep(POLL_INTERVAL)
                     if probe is not None:
                         healthy = probe()
@@ -1130,6 +1130,8 @@ class Pm2App(object):
 
         # No daemon means no apps; only a real start/reload/restart may spawn one.
         alive = daemon_running(self.home)
+        # pm2 ping only matters when it spawns the daemon; a running one answers jlist as it is
+        self.pm2.pinged = alive
         may_spawn = not self.check_mode and state in ("started", "reloaded", "restarted")
         before = self.pm2.jlist() if (alive or may_spawn) else []
         groups = group_by_name(before)
@@ -1156,10 +1158,11 @@ class Pm2App(object):
 
         acting = [name for name, action in actions.items() if action in ("start", "restart", "reload", "scale")]
         tap = BusTap(os.path.join(self.home, "pub.sock"), acting) if acting else None
+        settled = None
         try:
             self.act(actions, desired, counts_before)
             if acting:
-                self._wait(acting, actions, desired, counts_before, pids_before, tap)
+                settled = self._wait(acting, actions, desired, counts_before, pids_before, tap)
                 result["health"] = self.watch.results() if self.watch else {}
             if p["save"]:
                 self.pm2.run(["save", "--force"])
@@ -1169,7 +1172,8 @@ class Pm2App(object):
         finally:
             if tap is not None:
                 tap.close()
-        after = group_by_name(self.pm2.jlist())
+        # the wait's last poll came after every action (pm2 save changes no process); without a wait, ask pm2
+        after = group_by_name(settled if settled is not None else self.pm2.jlist())
         self._fill(result, after, names)
         if self.diff:
             result["diff"] = {"before": self._diff_state(groups, names), "after": self._diff_state(after, names)}
@@ -1189,7 +1193,7 @@ class Pm2App(object):
         if watch is not None:
             watch.begin()
         try:
-            wait_until_stable(self.pm2.jlist, targets, p["wait_online_timeout"], p["stable_seconds"],
+            return wait_until_stable(self.pm2.jlist, targets, p["wait_online_timeout"], p["stable_seconds"],
                               on_poll=tap.drain if tap else None, pids_alive=_all_alive,
                               probe=watch.probe if watch else None, pending=watch.pending if watch else None)
         except _WaitFailure as exc:
