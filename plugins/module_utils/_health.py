@@ -794,8 +794,7 @@ class Watch(object):
             if outcome.ok:
                 state["passed"] = True
             elif fails_fast(outcome, self.fail_fast):
-                raise HealthFailure(self.redactor.text("GET %s answered with status %d: %s" % (
-                    check.url, reply.status, explain(outcome, self.redactor))))
+                raise HealthFailure(self.redactor.text("GET %s: %s" % (check.url, explain(outcome, self.redactor))))
         return all(state["passed"] for state in self.checks)
 
     def pending(self):

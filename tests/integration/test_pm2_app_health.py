@@ -60,7 +60,7 @@ def test_an_unhealthy_release_fails_at_its_first_5xx_not_at_the_end_of_the_windo
     result = task.fails(ecosystem=eco, state="reloaded", stable_seconds=20, wait_online_timeout=120,
                         health_checks=[dict(url=health_url(port))])
     assert result["changed"] is True
-    assert result["msg"].startswith("pm2_app: app web is broken: GET %s answered with status 500: status 500, "
+    assert result["msg"].startswith("pm2_app: app web is broken: GET %s: status 500, "
                                     "expected 200; body: " % health_url(port)), result["msg"]
     assert "cannot reach the payment service" in result["msg"]
     assert result["msg"].endswith("(health_checks; not waiting out the 20 s of stable_seconds).")

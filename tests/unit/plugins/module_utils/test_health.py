@@ -279,7 +279,7 @@ def test_watch_fails_at_once_on_a_5xx_with_the_body_and_headers_masked():
                           fail_fast=range(500, 600), send=script.send, clock=Clock())
     with pytest.raises(_health.HealthFailure) as info:
         watch.probe()
-    assert info.value.msg.startswith("GET http://127.0.0.1:3000/health answered with status 500: status 500, "
+    assert info.value.msg.startswith("GET http://127.0.0.1:3000/health: status 500, "
                                      "expected 200; body: ")
     assert "cannot reach the payment service" in info.value.msg
     assert script.sent[0]["headers"] == {"X-Api-Key": "k-secret-1", "Host": "shop.test"}
