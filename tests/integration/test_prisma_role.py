@@ -226,6 +226,8 @@ def test_a_failing_migration_stops_the_deploy_on_every_host(two_hosts, postgres_
     assert "prisma migrate deploy failed: migration %s failed" % M3 in proc.stdout
     assert "It is marked bad: its code needs the migration that failed." in proc.stdout
     assert "The live release r1 still serves." in proc.stdout
+    assert "still serves. The live release" not in proc.stdout and "Stop the deploy before the switch: release" \
+        not in proc.stdout, "the stop message is wrapped twice"
     assert "prisma migrate resolve --rolled-back %s" % M3 in proc.stdout and "_prisma_migrations" in proc.stdout
     assert "The database's migration state is now failed" in proc.stdout
     assert api.notes() == notes
