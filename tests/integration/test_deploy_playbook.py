@@ -138,6 +138,11 @@ def test_a_deploy_while_another_holds_the_lock_fails_naming_the_holder(site, run
     snapshot, rows = tree_snapshot(os.path.join(root, "releases")), fingerprint(site)
     proc = failed(site.deploy("r2", "2.0.0", "good", "ALTER TABLE users ADD COLUMN nickname text"))
     assert "alice@ops" in proc.stdout and "hotfix by hand" in proc.stdout
+    # one message: the holder, what to do, and that nothing changed - said once
+    message = [line for line in proc.stdout.splitlines() if '"msg": "deploy: deploy lock ' in line]
+    assert len(message) == 1 and message[0].count("Nothing was changed") == 1, message
+    assert message[0].rstrip('"}').endswith("release the lock with state: released and force: true. "
+                                            "Nothing was changed."), message
     assert tree_snapshot(os.path.join(root, "releases")) == snapshot and fingerprint(site) == rows
     assert current_of(root) == "r1" and os.path.exists(site.lock_path())
     with open(site.lock_path()) as handle:
