@@ -173,3 +173,20 @@ def test_the_same_deploy_again_runs_no_migration_and_switches_nothing(site):
     assert site.server.execute("SELECT count(*) FROM deploy_runs", site.database) == [(1,)]
     assert sorted(p[0] for p in site.pm2["localhost"].apps()["shop-web"]) == pids
     assert site.last_report()["status"] == "success" and site.served() == (200, "1.0.0")
+
+
+def test_a_first_deploy_failing_after_its_switch_says_there_was_nothing_to_go_back_to(site):
+    """No earlier release: the deploy must not claim to have rolled back - the bad release is current, marked bad."""
+    root = site.roots["localhost"]
+    proc = failed(site.deploy("r1", "1.0.0", "unhealthy", node_pm2_candidate_check=False))
+    assert current_of(root) == "r1" and state_of(root)["r1"] == "bad"
+    assert "Not switched back (no release served before, or switching back is off); r1 is marked bad" in proc.stdout
+    assert ("Failed after the switch with no earlier release to go back to: r1 is current and marked bad on "
+            "localhost; deploy the fixed code under a new release id.") in proc.stdout
+    assert "Rolled back:" not in proc.stdout and "every host serves" not in proc.stdout
+    assert "No rollback." in proc.stdout
+    record, report = site.records()[-1], site.last_report()
+    assert record["deploy_id"] == "r1" and record["rolled_back"] is False and "500" in record["error"]
+    assert report["status"] == "failed" and report["stranded"] == ["localhost"]
+    assert report["hosts"]["localhost"]["result"] == "failed after the switch, no earlier release to go back to"
+    assert report["rollback"]["hosts"] == []
