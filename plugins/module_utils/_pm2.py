@@ -1194,8 +1194,9 @@ class Pm2App(object):
             watch.begin()
         try:
             return wait_until_stable(self.pm2.jlist, targets, p["wait_online_timeout"], p["stable_seconds"],
-                              on_poll=tap.drain if tap else None, pids_alive=_all_alive,
-                              probe=watch.probe if watch else None, pending=watch.pending if watch else None)
+                                     on_poll=tap.drain if tap else None, pids_alive=_all_alive,
+                                     probe=watch.probe if watch else None,
+                                     pending=watch.pending if watch else None)
         except _WaitFailure as exc:
             if tap is not None:
                 tap.drain()
