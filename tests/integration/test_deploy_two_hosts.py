@@ -2,7 +2,8 @@
 time: a new host failing after its switch keeps the new release, marked bad, while the other goes back; with
 deploy_max_fail_percentage a host failing its health check leaves the healthy one on the new release; without
 it, when the second host's release fails, the first, already switched and healthy, is rolled back too. The
-outcome line names what each host serves afterwards."""
+outcome line names what each host serves afterwards; two new hosts failing on the second both keep the
+new release, marked bad."""
 
 import json
 import os
@@ -91,4 +92,26 @@ def test_a_new_host_a_tolerated_failure_then_a_failing_second_host_take_every_ho
     assert report["outcome"] == outcome and outcome in proc.stdout, proc.stdout[-3000:]
     record = site.records()[-1]
     assert record["rolled_back"] is True and sorted(record["extra"]["rolled_back_hosts"]) == ["app1", "app2"]
+    assert not os.path.exists(site.lock_path())
+
+
+def test_two_new_hosts_failing_on_the_second_keep_the_new_release_marked_bad_and_say_so(two_hosts):
+    # the first deploy ever: app1 switches and is healthy, then app2 fails; neither has a release to go back to
+    site = two_hosts
+    per_host_artifacts(site, "1.0.0", {"app1": "good", "app2": "unhealthy"})
+    proc = site.run("deploy.yml", deploy_release_id="r1", node_pm2_candidate_check=False,
+                    node_pm2_migrate_command=["true"])
+    assert proc.returncode != 0, proc.stdout[-4000:]
+    assert site.served("app1") == (200, "1.0.0") and site.served("app2")[0] == 500
+    assert [current_of(site.roots[h]) for h in site.hosts] == ["r1", "r1"]
+    assert [release(site, h, "r1")["status"] for h in site.hosts] == ["bad", "bad"]
+    report = site.last_report()
+    assert report["status"] == "failed" and report["stranded"] == ["app1", "app2"]
+    # app1 serves r1 and is healthy, but r1 is bad: the report does not call it a plain "serves r1"
+    assert report["hosts"]["app1"]["result"] == "serves r1, marked bad: no earlier release to go back to"
+    assert report["hosts"]["app2"]["result"] == "failed after the switch, no earlier release to go back to"
+    outcome = ("Failed after the switch with no earlier release to go back to: r1 is current and marked bad on "
+               "app1, app2; deploy the fixed code under a new release id.")
+    assert report["outcome"] == outcome and outcome in proc.stdout, proc.stdout[-3000:]
+    assert "Rolled back" not in proc.stdout
     assert not os.path.exists(site.lock_path())
