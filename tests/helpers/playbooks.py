@@ -2,7 +2,7 @@
 
 ansible_variables(workdir) are the variables every test run of an Ansible command sets: the checkout as
 the collection (ANSIBLE_COLLECTIONS_PATH), no colour, no retry files, no host key prompt, the venv's bin
-first on PATH, and with a workdir a private ANSIBLE_HOME and ANSIBLE_LOCAL_TEMP in it. ansible_env(workdir)
+first on PATH, module processes reusing compiled code (helpers/bytecode_cache: PYTHONPATH), and with a workdir a private ANSIBLE_HOME and ANSIBLE_LOCAL_TEMP in it. ansible_env(workdir)
 is the caller's environment with them (and without ANSIBLE_CONFIG); helpers.runner hands the same
 variables to ansible-runner, as AWX's env/envvars.
 
@@ -24,7 +24,7 @@ import subprocess
 import sys
 
 from helpers.modules import ensure_collection_path
-from helpers.paths import PYTHON, REPO, VENV_BIN, venv_tool
+from helpers.paths import BYTECODE_CACHE, BYTECODE_SITE, PYTHON, REPO, VENV_BIN, venv_tool
 
 # The deepest a task of playbooks/deploy.yml may run in dynamic includes (issue 21: the roles read like the
 # runbook, not six levels of forwarding). tests/callback_plugins/include_depth.py measures every test's runs.
@@ -38,7 +38,9 @@ def ansible_variables(workdir=None):
                      ANSIBLE_RETRY_FILES_ENABLED="0", ANSIBLE_HOST_KEY_CHECKING="0",
                      ANSIBLE_CALLBACK_PLUGINS=os.path.join(REPO, "tests", "callback_plugins"),
                      ANSIBLE_CALLBACKS_ENABLED="include_depth",
-                     PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""))
+                     PATH=VENV_BIN + os.pathsep + os.environ.get("PATH", ""),
+                     PYTHONPATH=os.pathsep.join(filter(None, [BYTECODE_SITE, os.environ.get("PYTHONPATH")])),
+                     SAFESHIP_TEST_BYTECODE_CACHE=BYTECODE_CACHE)
     if workdir is not None:
         variables.update(ANSIBLE_HOME=os.path.join(str(workdir), "ansible-home"),
                          ANSIBLE_LOCAL_TEMP=os.path.join(str(workdir), "tmp"))
