@@ -39,7 +39,7 @@ def _install(cache_dir):
         path = os.path.join(cache_dir, digest[:2], digest)
         try:
             with open(path, "rb") as handle:
-                code = marshal.load(handle)
+                code = marshal.loads(handle.read())  # marshal.load(handle) reads it a few bytes at a time
             return code if code.co_filename == pathname else renamed(code, pathname)
         except (OSError, EOFError, ValueError, TypeError, AttributeError):
             pass
@@ -48,7 +48,7 @@ def _install(cache_dir):
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(temporary, "wb") as handle:
-                marshal.dump(code, handle)
+                handle.write(marshal.dumps(code))
             os.replace(temporary, path)
         except OSError:
             try:
