@@ -2,7 +2,8 @@
 
 ansible_variables(workdir) are the variables every test run of an Ansible command sets: the checkout as
 the collection (ANSIBLE_COLLECTIONS_PATH), no colour, no retry files, no host key prompt, the venv's bin
-first on PATH, module processes reusing compiled code (helpers/bytecode_cache: PYTHONPATH), and with a workdir a private ANSIBLE_HOME and ANSIBLE_LOCAL_TEMP in it. ansible_env(workdir)
+first on PATH, module processes reusing compiled code (helpers/bytecode_cache, on PYTHONPATH), and with a
+workdir a private ANSIBLE_HOME and ANSIBLE_LOCAL_TEMP in it. ansible_env(workdir)
 is the caller's environment with them (and without ANSIBLE_CONFIG); helpers.runner hands the same
 variables to ansible-runner, as AWX's env/envvars.
 
