@@ -34,7 +34,7 @@ def imported(archive, cache):
 
 
 def entries(cache):
-    return sorted(name for _, _, names in os.walk(cache) for name in names)
+    return sorted(name for _top, _dirs, names in os.walk(cache) for name in names)
 
 
 def test_the_same_source_is_compiled_once_and_a_changed_one_again(tmp_path):
@@ -58,7 +58,7 @@ def test_a_damaged_entry_is_compiled_again(tmp_path):
     cache = str(tmp_path / "cache")
     archive = zipped(tmp_path, "module.zip", "VALUE = 3\ndef where():\n    pass\n")
     imported(archive, cache)
-    (entry,) = [os.path.join(top, name) for top, _, names in os.walk(cache) for name in names]
+    (entry,) = [os.path.join(top, name) for top, _dirs, names in os.walk(cache) for name in names]
     with open(entry, "r+b") as handle:
         handle.truncate(7)
     assert imported(archive, cache)[0] == "3"
