@@ -129,9 +129,23 @@ def test_deploy_bad_release_rollback_restore_and_drill(site):
     assert entry["tables"]["orders"] == 120
 
 
-def test_a_deploy_while_another_holds_the_lock_fails_naming_the_holder(site, run_module):
+def test_a_repeat_a_held_lock_and_a_migration_that_loses_rows_each_leave_r1_serving(site, run_module):
+    """One r1 for three cases (each deploy of r1 costs a backup, a build and a pm2 start): the same deploy
+    again runs no migration and switches nothing; a deploy while another holds the lock fails naming the
+    holder and changes nothing; a migration that loses rows is caught and the database restored."""
     root = site.roots["localhost"]
-    ok(site.deploy("r1", "1.0.0"))
+    site.server.execute("CREATE TABLE deploy_runs (id serial PRIMARY KEY)", site.database)
+    migration = "INSERT INTO deploy_runs DEFAULT VALUES"
+    ok(site.deploy("r1", "1.0.0", "good", migration))
+    pids = sorted(p[0] for p in site.pm2["localhost"].apps()["shop-web"])
+
+    # the same deploy again: no migration, no switch, no reload
+    ok(site.deploy("r1", "1.0.0", "good", migration))
+    assert site.server.execute("SELECT count(*) FROM deploy_runs", site.database) == [(1,)]
+    assert sorted(p[0] for p in site.pm2["localhost"].apps()["shop-web"]) == pids
+    assert site.last_report()["status"] == "success" and site.served() == (200, "1.0.0")
+
+    # someone else holds the lock: the deploy fails naming them, and nothing changes
     held = run_module("deploy_lock", dict(path=site.lock_path(), state="acquired", owner="alice@ops",
                                           reason="hotfix by hand", token="alice-hotfix-1"))
     assert held.get("changed"), held
@@ -147,32 +161,20 @@ def test_a_deploy_while_another_holds_the_lock_fails_naming_the_holder(site, run
     assert current_of(root) == "r1" and os.path.exists(site.lock_path())
     with open(site.lock_path()) as handle:
         assert json.load(handle)["owner"] == "alice@ops"
+    released = run_module("deploy_lock", dict(path=site.lock_path(), state="released", token=held["token"]))
+    assert released.get("changed") and not os.path.exists(site.lock_path()), released
 
-
-def test_a_migration_that_loses_rows_is_caught_and_the_database_restored(site):
-    root = site.roots["localhost"]
-    ok(site.deploy("r1", "1.0.0"))
+    # a migration that loses rows: caught by the row counts, the database restored, r1 still served
     before = fingerprint(site)
-    proc = failed(site.deploy("r2", "2.0.0", "good", "DELETE FROM billing.invoices; DELETE FROM orders WHERE id > 5",
+    proc = failed(site.deploy("r3", "2.0.0", "good", "DELETE FROM billing.invoices; DELETE FROM orders WHERE id > 5",
                               deploy_restore_db_on_failure=True))
     assert "row counts off" in proc.stdout and "orders 120 -> 5" in proc.stdout
     assert current_of(root) == "r1" and site.served() == (200, "1.0.0")
     assert fingerprint(site) == before
     record = site.records()[-1]
-    assert record["deploy_id"] == "r2" and record["extra"]["status"] == "failed"
+    assert record["deploy_id"] == "r3" and record["extra"]["status"] == "failed"
     assert record["extra"]["db_restored"] == [site.database]
     assert not os.path.exists(site.lock_path())
-
-
-def test_the_same_deploy_again_runs_no_migration_and_switches_nothing(site):
-    site.server.execute("CREATE TABLE deploy_runs (id serial PRIMARY KEY)", site.database)
-    migration = "INSERT INTO deploy_runs DEFAULT VALUES"
-    ok(site.deploy("r1", "1.0.0", "good", migration))
-    pids = sorted(p[0] for p in site.pm2["localhost"].apps()["shop-web"])
-    ok(site.deploy("r1", "1.0.0", "good", migration))
-    assert site.server.execute("SELECT count(*) FROM deploy_runs", site.database) == [(1,)]
-    assert sorted(p[0] for p in site.pm2["localhost"].apps()["shop-web"]) == pids
-    assert site.last_report()["status"] == "success" and site.served() == (200, "1.0.0")
 
 
 def test_a_first_deploy_failing_after_its_switch_says_there_was_nothing_to_go_back_to(site):
