@@ -24,8 +24,9 @@ def two_hosts(tmp_path, postgres_server, unique_name):
     site.close()
 
 
-def per_host_artifacts(site, version, variants):
-    """Give each host its own artifact (a host_vars entry): variants maps host -> fixture variant."""
+def deploy_per_host(site, release_id, version, variants, **more):
+    """deploy.yml of release_id with each host's own artifact (a host_vars entry: variants maps host -> fixture
+    variant), no candidate check (a bad variant fails after its switch) and a migration that does nothing."""
     for host, variant in variants.items():
         path = os.path.join(site.playbook.workdir, "host_vars", host + ".json")
         with open(path) as handle:
@@ -33,6 +34,8 @@ def per_host_artifacts(site, version, variants):
         host_vars["node_pm2_artifact"] = site.artifact(version, variant)
         with open(path, "w") as handle:
             json.dump(host_vars, handle)
+    return site.run("deploy.yml", deploy_release_id=release_id, node_pm2_candidate_check=False,
+                    node_pm2_migrate_command=["true"], **more)
 
 
 def release(site, host, release_id):
@@ -48,9 +51,7 @@ def test_a_new_host_a_tolerated_failure_then_a_failing_second_host_take_every_ho
     assert site.deploy("r1", "1.0.0", "good", "SELECT 1", "--limit", "app1").returncode == 0
     assert site.served("app1") == (200, "1.0.0")
 
-    per_host_artifacts(site, "2.0.0", {"app1": "good", "app2": "unhealthy"})
-    proc = site.run("deploy.yml", deploy_release_id="r2", node_pm2_candidate_check=False,
-                    node_pm2_migrate_command=["true"])
+    proc = deploy_per_host(site, "r2", "2.0.0", {"app1": "good", "app2": "unhealthy"})
     assert proc.returncode != 0, proc.stdout[-4000:]
     # app1 went back to r1; app2 had nothing to go back to: r2 stays current there, marked bad, and says so
     assert site.served("app1") == (200, "1.0.0") and site.served("app2")[0] == 500
@@ -63,9 +64,7 @@ def test_a_new_host_a_tolerated_failure_then_a_failing_second_host_take_every_ho
     outcome = "Rolled back: app1 serves r1 again; app2 had no earlier release: r2 is current and marked bad there."
     assert report["outcome"] == outcome and outcome in proc.stdout, proc.stdout[-3000:]
 
-    per_host_artifacts(site, "3.0.0", {"app1": "unhealthy", "app2": "good"})
-    proc = site.run("deploy.yml", deploy_release_id="r3", node_pm2_candidate_check=False,
-                    node_pm2_migrate_command=["true"], deploy_max_fail_percentage=50)
+    proc = deploy_per_host(site, "r3", "3.0.0", {"app1": "unhealthy", "app2": "good"}, deploy_max_fail_percentage=50)
     assert proc.returncode != 0, proc.stdout[-4000:]
     assert site.served("app1") == (200, "1.0.0") and site.served("app2") == (200, "3.0.0")
     report = site.last_report()
@@ -73,9 +72,7 @@ def test_a_new_host_a_tolerated_failure_then_a_failing_second_host_take_every_ho
     assert report["hosts"]["app1"]["result"] == "switched back by its health check"
     assert not os.path.exists(site.lock_path())
 
-    per_host_artifacts(site, "4.0.0", {"app1": "good", "app2": "unhealthy"})
-    proc = site.run("deploy.yml", deploy_release_id="r4", node_pm2_candidate_check=False,
-                    node_pm2_migrate_command=["true"])
+    proc = deploy_per_host(site, "r4", "4.0.0", {"app1": "good", "app2": "unhealthy"})
     assert proc.returncode != 0, proc.stdout[-4000:]
     # app1 switched first (serial) and was healthy, then app2 failed: each serves what it served before
     app1_r4, app2_r4 = (release(site, host, "r4") for host in site.hosts)
@@ -98,9 +95,7 @@ def test_a_new_host_a_tolerated_failure_then_a_failing_second_host_take_every_ho
 def test_two_new_hosts_failing_on_the_second_keep_the_new_release_marked_bad_and_say_so(two_hosts):
     # the first deploy ever: app1 switches and is healthy, then app2 fails; neither has a release to go back to
     site = two_hosts
-    per_host_artifacts(site, "1.0.0", {"app1": "good", "app2": "unhealthy"})
-    proc = site.run("deploy.yml", deploy_release_id="r1", node_pm2_candidate_check=False,
-                    node_pm2_migrate_command=["true"])
+    proc = deploy_per_host(site, "r1", "1.0.0", {"app1": "good", "app2": "unhealthy"})
     assert proc.returncode != 0, proc.stdout[-4000:]
     assert site.served("app1") == (200, "1.0.0") and site.served("app2")[0] == 500
     assert [current_of(site.roots[h]) for h in site.hosts] == ["r1", "r1"]
